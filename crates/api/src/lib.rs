@@ -10,9 +10,13 @@
 //!   allocation planning (the store transaction that claims them lives in the API server).
 //! - [`printers`]: server-side `Table` rows (`kubectl get` columns) and field-selector values.
 
+pub mod object;
 pub mod patch;
 pub mod printers;
+pub mod registry;
 pub mod service;
 pub mod status;
+pub mod strategy;
+pub mod validation;
 
 pub use status::{ApiError, FieldError, FieldErrorType, Subject};

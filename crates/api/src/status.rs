@@ -66,7 +66,12 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(kind: FieldErrorType, field: impl Into<String>, value: Option<String>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        kind: FieldErrorType,
+        field: impl Into<String>,
+        value: Option<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         FieldError { kind, field: field.into(), value, detail: detail.into() }
     }
     pub fn invalid(field: impl Into<String>, value: impl Into<RenderedValue>, detail: impl Into<String>) -> Self {
@@ -301,9 +306,10 @@ impl ApiError {
             "code": self.code(),
         });
         let details = match self {
-            ApiError::NotFound(s) | ApiError::AlreadyExists(s) | ApiError::Conflict(s) | ApiError::ConflictMessage(s, _) => {
-                Some(subject_details(s, &s.resource))
-            }
+            ApiError::NotFound(s)
+            | ApiError::AlreadyExists(s)
+            | ApiError::Conflict(s)
+            | ApiError::ConflictMessage(s, _) => Some(subject_details(s, &s.resource)),
             ApiError::Invalid(s, errs) => {
                 let mut d = subject_details(s, &s.kind);
                 d["causes"] = errs
@@ -369,7 +375,12 @@ mod tests {
 
     #[test]
     fn not_found_uses_resource_plural() {
-        let s = Subject { group: "apps".into(), resource: "deployments".into(), kind: "Deployment".into(), name: "d".into() };
+        let s = Subject {
+            group: "apps".into(),
+            resource: "deployments".into(),
+            kind: "Deployment".into(),
+            name: "d".into(),
+        };
         assert_eq!(ApiError::NotFound(s).message(), "deployments.apps \"d\" not found");
     }
 }

@@ -1,1 +1,56 @@
-//! (being written)
+//! # skiff-apiserver: a Kubernetes-compatible API server
+//!
+//! The real kubectl, client-go, the Python client and kube-rs talk to it unchanged.
+//! Start at [`run`]; a request travels [`server`] (TLS, HTTP/1.1 and HTTP/2) →
+//! [`handlers`] (authentication, routing by [`request`], one module per verb family) →
+//! [`skiff_api`] (what the API means: validation, defaults, patches, Services) →
+//! [`skiff_store`] (where objects live).
+//!
+//! - [`discovery`] and [`openapi`]: what kubectl learns about the API before it acts
+//! - [`services`]: ClusterIP/NodePort claims in store transactions
+//! - [`bootstrap`]: system namespaces, `default/kubernetes`, default ServiceAccounts
+//! - [`pki`] and [`auth`]: the cluster CA, certificates, kubeconfig, tokens
+
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod discovery;
+pub mod filter;
+pub mod handlers;
+pub mod http;
+pub mod openapi;
+pub mod pki;
+pub mod request;
+pub mod server;
+pub mod services;
+pub mod state;
+pub mod storage;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+pub use config::ServerConfig;
+pub use state::ApiServer;
+
+/// Opens the store under `config.data_dir`, bootstraps the cluster objects and serves
+/// HTTPS until the process ends. `on_ready` is called once the server answers requests.
+pub async fn run(mut config: ServerConfig, on_ready: impl FnOnce(&ApiServer)) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let store = skiff_store::redb::RedbStore::open(&config.data_dir.join("store.redb"), Default::default())
+        .with_context(|| "opening the store")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    // With port 0 the kernel picks a free port; the kubeconfig must name the real one.
+    config.listen = listener.local_addr()?;
+    let server = ApiServer::new(store, config)?;
+    tokio::spawn(server.allocations.clone().run(server.store.clone()));
+    bootstrap::bootstrap(&server).await.context("bootstrapping cluster objects")?;
+    tokio::spawn(bootstrap::service_accounts(server.clone()));
+    server.set_ready();
+    on_ready(&server);
+    server::serve(server, listener).await
+}
+
+/// Kept for callers that hold the server in an `Arc` already.
+pub type SharedServer = Arc<ApiServer>;

@@ -1,1 +1,85 @@
-fn main() {}
+//! `skiff`: Kubernetes Service networking in one binary. Each subcommand starts one
+//! component; see `skiff --help`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "Kubernetes Service networking in one binary", long_about = None)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Kubernetes-compatible API server.
+    ///
+    /// Serves HTTPS with a self-generated cluster CA. Writes an admin kubeconfig to
+    /// <data-dir>/kubeconfig; use it with `kubectl --kubeconfig`.
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Directory for the store, the PKI (pki/) and the admin kubeconfig.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// Address and port to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Address other components and pods use to reach this server (the endpoint of the
+    /// `default/kubernetes` Service). Defaults to the listen address, or 127.0.0.1.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+    /// ClusterIP range for Services. Its first address is `kubernetes`, the tenth `kube-dns`.
+    #[arg(long, default_value = "10.96.0.0/16")]
+    service_cidr: String,
+    /// NodePort range (inclusive).
+    #[arg(long, default_value = "30000-32767")]
+    node_port_range: String,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => run_server(args).await,
+        }
+    })
+}
+
+async fn run_server(args: ServerArgs) -> Result<()> {
+    let mut config = skiff_apiserver::ServerConfig::new(args.data_dir, args.listen);
+    config.advertise_address = args.advertise_address;
+    config.service_cidr = args.service_cidr;
+    config.node_port_range = args.node_port_range;
+    let started = std::time::Instant::now();
+    skiff_apiserver::run(config, |server| {
+        tracing::info!(
+            listen = %server.config.listen,
+            kubeconfig = %server.config.data_dir.join("kubeconfig").display(),
+            ready_ms = started.elapsed().as_millis() as u64,
+            "API server ready"
+        );
+    })
+    .await
+}

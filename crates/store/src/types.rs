@@ -33,9 +33,14 @@ pub enum Compare {
 /// A write inside a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Put { key: String, value: Bytes },
+    Put {
+        key: String,
+        value: Bytes,
+    },
     /// Deleting a key that does not exist is a no-op (as in etcd).
-    Delete { key: String },
+    Delete {
+        key: String,
+    },
 }
 
 /// The result of a successful transaction.
@@ -57,7 +62,8 @@ pub struct RangeResult {
     pub revision: Revision,
     /// True when `limit` cut the result short.
     pub more: bool,
-    /// Number of keys matching the range in total (including those not returned).
+    /// Number of keys matching the range in total (including those not returned; with
+    /// `start_after`, only keys after it match, as in a paginated etcd range).
     pub count: u64,
 }
 
@@ -114,7 +120,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Options for [`Store::range`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangeOptions {
-    /// Start at this key (inclusive) instead of at the prefix (pagination).
+    /// Return only keys strictly greater than this one (exclusive), instead of starting at
+    /// the prefix: pass the last key of the previous page (pagination).
     pub start_after: Option<String>,
     /// At most this many keys (0 = no limit).
     pub limit: u64,
@@ -187,16 +194,12 @@ pub trait StoreExt: Store {
     }
     /// Replaces `key` if its revision is still `expected`.
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision> {
-        let r = self
-            .txn(vec![Compare::ModRevision(key.into(), expected)], vec![Op::put(key, value)])
-            .await?;
+        let r = self.txn(vec![Compare::ModRevision(key.into(), expected)], vec![Op::put(key, value)]).await?;
         Ok(r.revision)
     }
     /// Deletes `key` if its revision is still `expected`; returns the deletion revision.
     async fn delete(&self, key: &str, expected: Revision) -> Result<Revision> {
-        let r = self
-            .txn(vec![Compare::ModRevision(key.into(), expected)], vec![Op::delete(key)])
-            .await?;
+        let r = self.txn(vec![Compare::ModRevision(key.into(), expected)], vec![Op::delete(key)]).await?;
         Ok(r.revision)
     }
 }
