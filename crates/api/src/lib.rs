@@ -10,9 +10,14 @@
 //!   allocation planning (the store transaction that claims them lives in the API server).
 //! - [`printers`]: server-side `Table` rows (`kubectl get` columns) and field-selector values.
 
+// ApiError carries the Status details (subject, field causes); it is only built on the
+// error path, so its size (≈128 bytes) costs nothing on the hot path.
+#![allow(clippy::result_large_err)]
+
 pub mod object;
 pub mod patch;
 pub mod printers;
+pub mod protobuf;
 pub mod registry;
 pub mod service;
 pub mod status;

@@ -105,10 +105,17 @@ pub fn normalize(def: &ResourceDef, obj: &Value) -> Result<(Value, Vec<String>),
     Ok((normalized, unknown))
 }
 
-/// The rejection for unknown fields under `fieldValidation=Strict` (upstream's wording).
-pub fn strict_error(unknown: &[String]) -> ApiError {
-    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
-    ApiError::BadRequest(format!("strict decoding error: {}", list.join(", ")))
+/// The field-validation findings of a request body, as upstream words them
+/// (`unknown field "spec.bogus"`, `duplicate field "metadata.name"`).
+pub fn field_findings(unknown: &[String], duplicates: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = duplicates.iter().map(|f| format!("duplicate field {f:?}")).collect();
+    out.extend(unknown.iter().map(|f| format!("unknown field {f:?}")));
+    out
+}
+
+/// The rejection for findings under `fieldValidation=Strict` on create and update.
+pub fn strict_error(findings: &[String]) -> ApiError {
+    ApiError::BadRequest(format!("strict decoding error: {}", findings.join(", ")))
 }
 
 fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
@@ -309,5 +316,85 @@ mod tests {
         let name = object_name(&obj);
         assert!(name.starts_with("web-") && name.len() == 9, "{name}");
         assert_eq!(object_namespace(&obj), "default");
+    }
+}
+
+/// Paths of keys that appear twice in the same JSON object of a request body (strict
+/// field validation reports them; serde_json silently keeps the last one).
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = serde::de::DeserializeSeed::deserialize(DuplicateScan { path: String::new(), found: &mut found }, &mut de);
+    found
+}
+
+/// Walks a JSON document with serde, remembering the keys of every object it enters.
+struct DuplicateScan<'a> {
+    path: String,
+    found: &'a mut Vec<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DuplicateScan<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DuplicateScan<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        loop {
+            let seed = DuplicateScan { path: format!("{}[{i}]", self.path), found: &mut *self.found };
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+            if !seen.insert(key) {
+                self.found.push(path.clone());
+            }
+            map.next_value_seed(DuplicateScan { path, found: &mut *self.found })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use super::duplicate_fields;
+
+    #[test]
+    fn finds_nested_duplicates() {
+        let body = br#"{"metadata":{"name":"a","name":"b"},"spec":{"ports":[{"port":1,"port":2}]}}"#;
+        assert_eq!(duplicate_fields(body), vec!["metadata.name".to_string(), "spec.ports[0].port".to_string()]);
+        assert!(duplicate_fields(br#"{"a":1,"b":{"a":2}}"#).is_empty());
     }
 }

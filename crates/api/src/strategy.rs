@@ -116,10 +116,8 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
                 default_pod_spec(spec);
             }
         }
-        ("", "Secret") => {
-            if obj.get("type").and_then(Value::as_str).unwrap_or("").is_empty() {
-                obj["type"] = json!("Opaque");
-            }
+        ("", "Secret") if obj.get("type").and_then(Value::as_str).unwrap_or("").is_empty() => {
+            obj["type"] = json!("Opaque");
         }
         ("", "Endpoints") => {
             if let Some(subsets) = obj.get_mut("subsets").and_then(Value::as_array_mut) {

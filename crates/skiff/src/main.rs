@@ -24,6 +24,8 @@ enum Command {
     /// Serves HTTPS with a self-generated cluster CA. Writes an admin kubeconfig to
     /// <data-dir>/kubeconfig; use it with `kubectl --kubeconfig`.
     Server(ServerArgs),
+    /// Run benchmarks against a `skiff server` the benchmark starts itself.
+    Bench(skiff_bench::Args),
 }
 
 #[derive(clap::Args)]
@@ -63,6 +65,7 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => run_server(args).await,
+            Command::Bench(args) => skiff_bench::run(args).await,
         }
     })
 }

@@ -37,15 +37,41 @@ fn dry_run(ctx: &Ctx) -> Result<bool, ApiError> {
 fn decode_body(ctx: &Ctx, content_type: Option<&str>, body: &[u8]) -> Result<(Value, Vec<String>), ApiError> {
     let mut obj = object::parse_body(body, content_type)?;
     object::check_type_meta(ctx.req.def, &mut obj)?;
-    normalize_checked(ctx, &obj)
+    let duplicates = if is_json(content_type) { object::duplicate_fields(body) } else { Vec::new() };
+    normalize_checked(ctx, &obj, &duplicates, None)
 }
 
-fn normalize_checked(ctx: &Ctx, obj: &Value) -> Result<(Value, Vec<String>), ApiError> {
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_none_or(|ct| ct.starts_with("application/json") || ct.contains("patch+json"))
+}
+
+/// Normalizes an object and applies `fieldValidation` to what normalization dropped.
+/// For patches (`patch` = the raw patch) upstream reports Strict failures as an Invalid
+/// `patch` field rather than a BadRequest.
+fn normalize_checked(
+    ctx: &Ctx,
+    obj: &Value,
+    duplicates: &[String],
+    patch: Option<&[u8]>,
+) -> Result<(Value, Vec<String>), ApiError> {
     let validation = FieldValidation::parse(ctx.query.get("fieldValidation"))?;
     let (normalized, unknown) = object::normalize(ctx.req.def, obj)?;
+    let findings = object::field_findings(&unknown, duplicates);
     let warnings = match validation {
-        FieldValidation::Strict if !unknown.is_empty() => return Err(object::strict_error(&unknown)),
-        FieldValidation::Warn => unknown.iter().map(|f| format!("unknown field {f:?}")).collect(),
+        FieldValidation::Strict if !findings.is_empty() => {
+            return Err(match patch {
+                None => object::strict_error(&findings),
+                Some(raw) => ApiError::Invalid(
+                    skiff_api::Subject::default(),
+                    vec![FieldError::invalid(
+                        "patch",
+                        String::from_utf8_lossy(raw).into_owned(),
+                        format!("strict decoding error: {}", findings.join(", ")),
+                    )],
+                ),
+            })
+        }
+        FieldValidation::Warn => findings,
         _ => Vec::new(),
     };
     Ok((normalized, warnings))
@@ -309,7 +335,8 @@ pub async fn patch(ctx: &Ctx, (content_type, body): (Option<String>, Bytes)) -> 
                 object::object_name(&patched)
             )));
         }
-        let (normalized, warnings) = normalize_checked(ctx, &patched)?;
+        let duplicates = if is_json(Some(&ct)) { object::duplicate_fields(&body) } else { Vec::new() };
+        let (normalized, warnings) = normalize_checked(ctx, &patched, &duplicates, Some(&body))?;
         // A patch that sets resourceVersion asks for optimistic locking; otherwise we retry
         // on our own conflicts, as upstream does for patches.
         let precondition = resource_version(&normalized)?.filter(|rv| *rv != old_rev);

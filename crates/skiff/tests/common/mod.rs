@@ -137,3 +137,215 @@ impl Drop for TestServer {
         self.kill9();
     }
 }
+
+/// Connection details read back from the kubeconfig the server wrote, for clients that are not
+/// kubectl (curl, the Python client, kube-rs).
+impl TestServer {
+    /// The `https://127.0.0.1:PORT` URL of the running server (changes on every restart).
+    pub fn url(&self) -> String {
+        let config = std::fs::read_to_string(&self.kubeconfig).expect("reading kubeconfig");
+        config
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("server:"))
+            .map(|url| url.trim().to_owned())
+            .expect("kubeconfig has a server: line")
+    }
+
+    /// The admin bearer token.
+    pub fn token(&self) -> String {
+        let token = std::fs::read_to_string(self.data_dir().join("pki/admin.token")).expect("reading admin.token");
+        token.trim().to_owned()
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.data_dir().join("pki/ca.crt")
+    }
+
+    /// A raw HTTP request to the server (made with curl, authenticated as admin by default).
+    pub fn http(&self, method: &str, path: &str) -> HttpRequest {
+        HttpRequest {
+            url: format!("{}{path}", self.url()),
+            ca: self.ca_cert(),
+            token: Some(self.token()),
+            method: method.to_owned(),
+            content_type: None,
+            body: None,
+            http1: false,
+        }
+    }
+
+    /// GETs `path` and returns its JSON body, failing the test on any status but 200.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let reply = self.http("GET", path).send();
+        assert_eq!(reply.code, 200, "GET {path}: {}", reply.body);
+        reply.json()
+    }
+}
+
+/// One curl invocation, built up with the methods below and run by [`HttpRequest::send`].
+pub struct HttpRequest {
+    url: String,
+    ca: PathBuf,
+    token: Option<String>,
+    method: String,
+    content_type: Option<String>,
+    body: Option<Vec<u8>>,
+    http1: bool,
+}
+
+impl HttpRequest {
+    /// Sends a JSON body (`Content-Type: application/json`).
+    pub fn json(self, body: &serde_json::Value) -> Self {
+        self.body("application/json", body.to_string().into_bytes())
+    }
+
+    pub fn body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        self.content_type = Some(content_type.to_owned());
+        self.body = Some(body.into());
+        self
+    }
+
+    /// Sends no credentials at all.
+    pub fn anonymous(mut self) -> Self {
+        self.token = None;
+        self
+    }
+
+    /// Forces HTTP/1.1 (curl otherwise negotiates HTTP/2 like kubectl does).
+    pub fn http1(mut self) -> Self {
+        self.http1 = true;
+        self
+    }
+
+    pub fn send(self) -> HttpReply {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-S", "-i", "-X", &self.method, "--cacert"]).arg(&self.ca);
+        if let Some(token) = &self.token {
+            cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
+        }
+        if let Some(content_type) = &self.content_type {
+            cmd.arg("-H").arg(format!("Content-Type: {content_type}"));
+        }
+        if self.body.is_some() {
+            cmd.args(["--data-binary", "@-"]);
+        }
+        if self.http1 {
+            cmd.arg("--http1.1");
+        }
+        cmd.arg(&self.url).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("running curl");
+        let mut stdin = child.stdin.take().expect("curl stdin");
+        let body = self.body.unwrap_or_default();
+        // Written from a thread: curl may stop reading early when the server answers before
+        // the whole body is sent (413), and the error that causes here is expected.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+        let out = child.wait_with_output().expect("curl output");
+        let _ = writer.join();
+        assert!(
+            out.status.success(),
+            "curl {} {} failed: {}",
+            self.method,
+            self.url,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        HttpReply::parse(&String::from_utf8_lossy(&out.stdout))
+    }
+}
+
+/// Status code, headers and body of one response.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub code: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    /// Parses curl's `-i` output: header blocks (more than one after `100 Continue`), then the body.
+    fn parse(raw: &str) -> HttpReply {
+        let mut rest = raw;
+        loop {
+            let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+            let mut lines = head.lines();
+            let status_line = lines.next().unwrap_or_default();
+            let code = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            if code == 100 || (body.starts_with("HTTP/") && code < 200) {
+                rest = body;
+                continue;
+            }
+            let headers = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            return HttpReply { code, headers, body: body.to_owned() };
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.body))
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A long-running child process (a watch) whose stdout lines are collected in the background,
+/// so a test can wait for a particular line with a deadline. Dropping it kills the process.
+pub struct LineStream {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LineStream {
+    pub fn spawn(mut cmd: Command) -> LineStream {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawning watcher");
+        let stdout = child.stdout.take().expect("watcher stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LineStream { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits until a line satisfies `want` and returns it; panics with everything seen so far
+    /// if none does within `timeout` or the process ends first.
+    pub fn wait_for(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no matching line ({e:?}); output so far:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Every line received so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+}
+
+impl Drop for LineStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
