@@ -16,7 +16,10 @@ Regenerate (Kubernetes 1.33, matching the k8s-openapi `v1_33` feature skiff serv
     git clone --depth 1 --branch v0.33.9 https://github.com/kubernetes/apimachinery /tmp/k8s-apimachinery
     scripts/gen-proto-schema.py --api /tmp/k8s-api --apimachinery /tmp/k8s-apimachinery \\
         --k8s-openapi ~/.cargo/registry/src/*/k8s-openapi-0.29.0/src/v1_33
-    rustfmt --edition 2021 crates/api/src/protobuf/generated.rs
+
+Then check the result against upstream's own fixtures (every served kind, every field set):
+
+    SKIFF_K8S_API_TESTDATA=/tmp/k8s-api/testdata/HEAD cargo test -p skiff-api protobuf -- --ignored
 
 To serve another kind in protobuf, add it to ROOTS below and regenerate; only messages reachable
 from ROOTS end up in the table.

@@ -36,6 +36,8 @@ pub fn parse_body(bytes: &[u8], content_type: Option<&str>) -> Result<Value, Api
     let value: Value = match media {
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(bytes)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?,
+        // kubectl's typed-client commands (`create deployment`, ...) send protobuf.
+        crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(bytes)?,
         "application/json" | "" | "*/*" => serde_json::from_slice(bytes).map_err(|e| {
             ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}"))
         })?,

@@ -24,6 +24,9 @@ enum Command {
     /// Serves HTTPS with a self-generated cluster CA. Writes an admin kubeconfig to
     /// <data-dir>/kubeconfig; use it with `kubectl --kubeconfig`.
     Server(ServerArgs),
+    /// Run the controllers (EndpointSlices, Endpoints, ReplicaSets, Deployments, garbage
+    /// collection, namespaces, node lifecycle, LoadBalancer IPs) against any Kubernetes API.
+    Controllers(ControllersArgs),
     /// Run benchmarks against a `skiff server` the benchmark starts itself.
     Bench(skiff_bench::Args),
 }
@@ -48,6 +51,47 @@ struct ServerArgs {
     node_port_range: String,
 }
 
+#[derive(clap::Args)]
+struct ControllersArgs {
+    /// Kubeconfig of the API server to work against.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Pool of LoadBalancer IPs, inclusive (e.g. 172.30.255.1-172.30.255.254). Without it,
+    /// LoadBalancer Services stay <pending>.
+    #[arg(long)]
+    lb_pool: Option<String>,
+    /// Pod network; each Node gets a /24 of it as its podCIDR.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// Address for /healthz and /metrics (e.g. 127.0.0.1:10257).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Name of this replica in the leader-election Lease (default: hostname-pid).
+    #[arg(long)]
+    identity: Option<String>,
+}
+
+async fn run_controllers(args: ControllersArgs) -> Result<()> {
+    let mut config = skiff_controllers::ControllerConfig::default();
+    if let Some(pool) = &args.lb_pool {
+        config.lb_pool = Some(skiff_controllers::context::parse_ip_range(pool).map_err(anyhow::Error::msg)?);
+    }
+    config.cluster_cidr = skiff_controllers::context::parse_cidr(&args.cluster_cidr).map_err(anyhow::Error::msg)?;
+    config.metrics_listen = args.metrics_listen;
+    if let Some(id) = args.identity {
+        config.identity = id;
+    }
+    let client = kube_client(&args.kubeconfig).await?;
+    skiff_controllers::run(client, config).await
+}
+
+/// A kube-rs client from a kubeconfig file.
+async fn kube_client(path: &std::path::Path) -> Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -65,6 +109,7 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => run_server(args).await,
+            Command::Controllers(args) => run_controllers(args).await,
             Command::Bench(args) => skiff_bench::run(args).await,
         }
     })

@@ -340,13 +340,13 @@ fn patch_with_json_merge_and_strategic() {
 fn delete_by_label_and_all_in_a_namespace() {
     let s = TestServer::start();
     s.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n");
-    for (name, group) in [("a", "x"), ("b", "x"), ("c", "y")] {
+    for (name, group) in [("a", "blue"), ("b", "blue"), ("c", "green")] {
         s.apply(&format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: team, labels: {{grp: {group}}}}}\n\
              spec: {{ports: [{{port: 80}}]}}\n"
         ));
     }
-    let out = s.kubectl_ok(&["-n", "team", "delete", "svc", "-l", "grp=x"]);
+    let out = s.kubectl_ok(&["-n", "team", "delete", "svc", "-l", "grp=blue"]);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["service \"a\" deleted", "service \"b\" deleted"]);
     assert_eq!(s.kubectl_ok(&["-n", "team", "get", "svc", "-o", "name"]).trim(), "service/c");
 

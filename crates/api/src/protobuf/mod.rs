@@ -14,14 +14,14 @@
 //! TypeMeta = { 1: apiVersion, 2: kind }
 //! ```
 //!
-//! The object is a proto2 message from k8s.io/api's `generated.proto` (see [`wire`] for the
+//! The object is a proto2 message from k8s.io/api's `generated.proto` (see `wire.rs` for the
 //! encoding of fields). Maps are repeated `{1: key, 2: value}` entries; repeated varints may be
 //! packed or not; unknown field numbers are skipped.
 //!
 //! # JSON form
 //!
-//! Protobuf says nothing about JSON, so the generated table ([`schema`], built by
-//! `scripts/gen-proto-schema.py` from the upstream Go types) records for each field its JSON
+//! Protobuf says nothing about JSON, so the generated table (`generated.rs`, shaped as `schema.rs`
+//! describes, built by `scripts/gen-proto-schema.py` from the upstream Go types) records for each field its JSON
 //! name, whether Go holds it as a value, a pointer, a slice, a map or an inlined struct, and
 //! `omitempty`. With that the output matches Go's: `"creationTimestamp": null` and `"status": {}`
 //! appear, `"replicas": 0` is kept, an unset `imagePullPolicy` is absent. Types with their own JSON
@@ -29,8 +29,15 @@
 //! (base64), FieldsV1 and RawExtension (embedded JSON). `apiVersion` and `kind` come from the
 //! envelope.
 //!
+//! Served kinds: core/v1 Namespace, Service, Endpoints, Pod, Node, Secret, ConfigMap, Event,
+//! ServiceAccount; discovery/v1 EndpointSlice; apps/v1 Deployment, ReplicaSet; autoscaling/v1
+//! Scale; networking/v1 Ingress, IngressClass; coordination/v1 Lease; and meta/v1 DeleteOptions
+//! under any apiVersion. Another kind is a `ROOTS` entry in the script and a regeneration.
+//!
 //! Errors are [`ApiError::BadRequest`]; no input makes the decoder panic.
 
+// One field per line reads better than rustfmt's packing; the script writes it that way.
+#[rustfmt::skip]
 mod generated;
 mod render;
 mod schema;
@@ -76,7 +83,9 @@ fn decode_object(body: &[u8]) -> Result<Map<String, Value>, DecodeError> {
     }
     let root = generated::ROOTS
         .iter()
-        .find(|root| root.kind == envelope.kind && (root.api_version == "*" || root.api_version == envelope.api_version))
+        .find(|root| {
+            root.kind == envelope.kind && (root.api_version == "*" || root.api_version == envelope.api_version)
+        })
         .ok_or_else(|| {
             DecodeError::new(format!(
                 "no kind {:?} is registered for version {:?} in protobuf",

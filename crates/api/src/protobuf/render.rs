@@ -72,9 +72,10 @@ fn render_field(
         Shape::Value(empty) => {
             let value = match last_or_merged(field.ty, values) {
                 Some(single) => render_single(field.ty, single, depth)?,
-                // client-go writes every value field, but a zero one may still be left out.
+                // client-go writes every value field, but other encoders may leave zeros out.
+                // A nil []byte is `null`, unlike the empty one a present field decodes to.
                 None if matches!(field.ty, FieldType::Bytes) => Value::Null,
-                None => render_single(field.ty, Single::Bytes(Cow::Borrowed(&[])), depth)?,
+                None => zero_value(field.ty, depth)?,
             };
             if !(empty == Empty::Omit && is_empty_scalar(field.ty, &value)) {
                 object.insert(name, value);
@@ -185,11 +186,21 @@ fn render_single(ty: FieldType, single: Single<'_>, depth: usize) -> Result<Valu
             FieldType::IntOrString => int_or_string(&bytes),
             FieldType::Quantity => quantity(&bytes),
             FieldType::RawJson => raw_json(&bytes),
-            // A varint-typed field is only ever handed a varint (collect_fields checks wire types),
-            // except through the zero value of an absent field, which is this.
-            FieldType::Bool | FieldType::Int32 | FieldType::Int64 => Ok(render_varint(ty, 0)),
+            // collect_fields and map_entry check wire types, so this is not reached.
+            FieldType::Bool | FieldType::Int32 | FieldType::Int64 => {
+                Err(DecodeError::new("a varint field arrived length-delimited".into()))
+            }
         },
     }
+}
+
+/// The Go zero value of a type: what an absent value field or map value decodes to.
+fn zero_value(ty: FieldType, depth: usize) -> Result<Value, DecodeError> {
+    if is_varint(ty) {
+        return Ok(render_varint(ty, 0));
+    }
+    // An empty message is the zero struct; empty bytes are the zero string/bytes.
+    render_single(ty, Single::Bytes(Cow::Borrowed(&[])), depth)
 }
 
 /// Varints as Go reads them: int32 keeps the low 32 bits, so negative values survive the
@@ -224,8 +235,7 @@ fn map_entry(entry: &[u8], field: &Field, depth: usize) -> Result<(String, Value
     }
     let value = match value {
         Some(single) => render_single(field.ty, single, depth)?,
-        None if is_varint(field.ty) => render_varint(field.ty, 0),
-        None => render_single(field.ty, Single::Bytes(Cow::Borrowed(&[])), depth)?,
+        None => zero_value(field.ty, depth)?,
     };
     Ok((key, value))
 }

@@ -31,7 +31,7 @@ pub(super) struct Field {
     pub shape: Shape,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub(super) enum FieldType {
     String,
     /// Go `[]byte`: base64 in JSON.
@@ -60,7 +60,7 @@ pub(super) enum Empty {
     Keep,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub(super) enum Shape {
     /// A Go value (`string`, `int32`, a struct). Absent on the wire means the zero value. A zero
     /// scalar is dropped under `omitempty`; a struct is always written (`"status": {}`).

@@ -1,8 +1,12 @@
 //! Watch delivery latency: `watchers` watch streams on the benchmark namespace, each on its
 //! own connection (as separate components would have), then `events` creates spaced
-//! `interval` apart. For every (watcher, create) pair the latency is the time from just
-//! before the create was sent to the moment the watcher read the ADDED event; a second
-//! figure counts from the create's 201 instead (an event that arrived before the 201 counts 0).
+//! `interval` apart, all from one writer. For every (watcher, create) pair two latencies are
+//! recorded, bracketing the real one (commit to delivery), which the client cannot see:
+//!
+//! - after ack: from the create's 201 to the watcher reading the event. A lower bound; an
+//!   event that arrives before the 201 counts 0 (`before_ack` says how often).
+//! - from send: from just before the create was sent. An upper bound: it includes the
+//!   create's own latency (validation, allocation, the fsync of the store).
 //!
 //! Before the timed creates, one warm-up create must reach every watcher, so each stream is
 //! known to be live and no watcher start-up cost ends up in the numbers.
@@ -43,10 +47,12 @@ pub struct WatchResult {
     pub missing: usize,
     /// Watchers whose stream failed (an ERROR event or a broken connection).
     pub failed_watchers: usize,
-    /// Receive time minus the time just before the create was sent.
-    pub from_send: LatencySummary,
     /// Receive time minus the time the create's 201 arrived (0 if the event came first).
     pub after_ack: LatencySummary,
+    /// Deliveries that arrived before the writer had the create's 201.
+    pub before_ack: usize,
+    /// Receive time minus the time just before the create was sent.
+    pub from_send: LatencySummary,
     /// The timed creates themselves, as the single writer saw them.
     pub create_latency: LatencySummary,
 }
@@ -139,7 +145,7 @@ pub async fn run(endpoint: &ApiEndpoint, watchers: usize, events: usize, interva
     });
     let mut from_send = Vec::with_capacity(watchers * events);
     let mut after_ack = Vec::with_capacity(watchers * events);
-    let (mut missing, mut failed_watchers) = (0, 0);
+    let (mut missing, mut failed_watchers, mut before_ack) = (0, 0, 0);
     for reader in readers {
         let log = reader.await.context("a watcher task failed")?;
         if let Some(e) = &log.error {
@@ -152,6 +158,7 @@ pub async fn run(endpoint: &ApiEndpoint, watchers: usize, events: usize, interva
                 Some(received) => {
                     from_send.push(received.saturating_duration_since(sent_at[i]));
                     after_ack.push(received.saturating_duration_since(*acked));
+                    before_ack += usize::from(received < *acked);
                 }
                 None => missing += 1,
             }
@@ -165,8 +172,9 @@ pub async fn run(endpoint: &ApiEndpoint, watchers: usize, events: usize, interva
         delivered: from_send.len(),
         missing,
         failed_watchers,
-        from_send: LatencySummary::from_samples(&mut from_send),
         after_ack: LatencySummary::from_samples(&mut after_ack),
+        before_ack,
+        from_send: LatencySummary::from_samples(&mut from_send),
         create_latency: LatencySummary::from_samples(&mut create_latencies),
     })
 }

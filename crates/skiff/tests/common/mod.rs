@@ -161,17 +161,14 @@ impl TestServer {
         self.data_dir().join("pki/ca.crt")
     }
 
+    /// Where and how to reach the running server with curl; cheap to clone into threads.
+    pub fn target(&self) -> HttpTarget {
+        HttpTarget { url: self.url(), ca: self.ca_cert(), token: self.token() }
+    }
+
     /// A raw HTTP request to the server (made with curl, authenticated as admin by default).
     pub fn http(&self, method: &str, path: &str) -> HttpRequest {
-        HttpRequest {
-            url: format!("{}{path}", self.url()),
-            ca: self.ca_cert(),
-            token: Some(self.token()),
-            method: method.to_owned(),
-            content_type: None,
-            body: None,
-            http1: false,
-        }
+        self.target().request(method, path)
     }
 
     /// GETs `path` and returns its JSON body, failing the test on any status but 200.
@@ -179,6 +176,39 @@ impl TestServer {
         let reply = self.http("GET", path).send();
         assert_eq!(reply.code, 200, "GET {path}: {}", reply.body);
         reply.json()
+    }
+}
+
+/// Server URL, CA and admin token: everything curl needs to talk to one server incarnation.
+#[derive(Clone, Debug)]
+pub struct HttpTarget {
+    pub url: String,
+    ca: PathBuf,
+    token: String,
+}
+
+impl HttpTarget {
+    pub fn request(&self, method: &str, path: &str) -> HttpRequest {
+        HttpRequest {
+            url: format!("{}{path}", self.url),
+            ca: self.ca.clone(),
+            token: Some(self.token.clone()),
+            method: method.to_owned(),
+            content_type: None,
+            body: None,
+            http1: false,
+        }
+    }
+
+    /// A streaming GET (a watch) whose body lines arrive as they are sent.
+    pub fn stream(&self, path: &str) -> LineStream {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-N", "--cacert"])
+            .arg(&self.ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", self.token))
+            .arg(format!("{}{path}", self.url));
+        LineStream::spawn(cmd)
     }
 }
 
@@ -217,7 +247,13 @@ impl HttpRequest {
         self
     }
 
+    /// Sends the request, failing the test if curl cannot get an answer.
     pub fn send(self) -> HttpReply {
+        self.try_send().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Sends the request; `Err` when curl got no HTTP answer (server down, connection reset).
+    pub fn try_send(self) -> Result<HttpReply, String> {
         let mut cmd = Command::new("curl");
         cmd.args(["-s", "-S", "-i", "-X", &self.method, "--cacert"]).arg(&self.ca);
         if let Some(token) = &self.token {
@@ -243,14 +279,16 @@ impl HttpRequest {
         });
         let out = child.wait_with_output().expect("curl output");
         let _ = writer.join();
-        assert!(
-            out.status.success(),
-            "curl {} {} failed: {}",
-            self.method,
-            self.url,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        HttpReply::parse(&String::from_utf8_lossy(&out.stdout))
+        if !out.status.success() {
+            return Err(format!(
+                "curl {} {} failed ({}): {}",
+                self.method,
+                self.url,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(HttpReply::parse(&String::from_utf8_lossy(&out.stdout)))
     }
 }
 
@@ -271,7 +309,7 @@ impl HttpReply {
             let mut lines = head.lines();
             let status_line = lines.next().unwrap_or_default();
             let code = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-            if code == 100 || (body.starts_with("HTTP/") && code < 200) {
+            if (100..200).contains(&code) && body.starts_with("HTTP/") {
                 rest = body;
                 continue;
             }
