@@ -9,6 +9,9 @@
 //! recorder), [`events`] (core/v1 Events that `kubectl describe` shows), [`health`]
 //! (`/healthz`, `/metrics`).
 
+// Controllers (each exposes `pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()>`):
+// [controller modules]
+
 pub mod context;
 pub mod events;
 pub mod health;
@@ -37,6 +40,7 @@ pub async fn run(client: kube::Client, config: ControllerConfig) -> Result<()> {
 /// Starts every controller; returns when one of them fails.
 async fn start_all(ctx: Arc<Context>) -> Result<()> {
     let mut set: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
+    // [controller spawns] e.g. set.spawn(endpointslice::run(ctx.clone()));
     let _ = &ctx;
     while let Some(res) = set.join_next().await {
         res??;

@@ -208,7 +208,7 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
         }
         _ => {
             errs.push(format!(
-                "a valid label key {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
                 regex_error(QUALIFIED_NAME_ERR_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
             ));
             return errs;
@@ -369,7 +369,7 @@ mod tests {
         }
         let too_many = is_qualified_name("a/b/c");
         assert_eq!(too_many.len(), 1);
-        assert!(too_many[0].starts_with("a valid label key must consist of alphanumeric characters"));
+        assert!(too_many[0].starts_with("a qualified name must consist of alphanumeric characters"));
         assert!(too_many[0].ends_with("with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
     }
 

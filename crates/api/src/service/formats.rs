@@ -7,130 +7,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_LABEL_MSG: &str =
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
-                                 and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
-                                     characters, '-' or '.', and must start and end with an alphanumeric character";
-const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
-const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start \
-                                 with an alphabetic character, and end with an alphanumeric character";
-const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_MSG: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', \
-                               '_' or '.', and must start and end with an alphanumeric character";
-
-pub const DNS_LABEL_MAX: usize = 63;
-pub const DNS_SUBDOMAIN_MAX: usize = 253;
+// The name formats themselves are shared with every component: skiff_core::names.
+pub use skiff_core::names::{
+    is_dns1035_label as dns1035_label, is_dns1123_label as dns1123_label, is_dns1123_subdomain as dns1123_subdomain,
+    is_qualified_name as qualified_name, is_valid_label_value as label_value, is_valid_port_name as port_name,
+};
 
 /// `must be between 1 and 65535, inclusive`.
 pub const PORT_RANGE_MSG: &str = "must be between 1 and 65535, inclusive";
 pub const INVALID_IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
 pub const INVALID_CIDR_MSG: &str = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
-
-/// `must be no more than N characters`.
-pub fn max_len_msg(max: usize) -> String {
-    format!("must be no more than {max} characters")
-}
-
-/// Upstream's regex explanation, quirks included: `(e.g. 'a',  or 'b', regex used for
-/// validation is '...')` (the double space is what upstream prints).
-pub fn regex_msg(msg: &str, regex: &str, examples: &[&str]) -> String {
-    if examples.is_empty() {
-        return format!("{msg} (regex used for validation is '{regex}')");
-    }
-    let mut out = format!("{msg} (e.g. ");
-    for (i, example) in examples.iter().enumerate() {
-        if i > 0 {
-            out.push_str(" or ");
-        }
-        out.push_str(&format!("'{example}', "));
-    }
-    out.push_str(&format!("regex used for validation is '{regex}')"));
-    out
-}
-
-fn is_lower_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
-fn matches_dns1123_label(value: &str) -> bool {
-    let b = value.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(&first), Some(&last)) => {
-            is_lower_alnum(first) && is_lower_alnum(last) && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
-        }
-        _ => false,
-    }
-}
-
-fn matches_dns1123_subdomain(value: &str) -> bool {
-    value.split('.').all(matches_dns1123_label)
-}
-
-/// `[a-z]([-a-z0-9]*[a-z0-9])?`
-fn matches_dns1035_label(value: &str) -> bool {
-    matches_dns1123_label(value) && value.as_bytes()[0].is_ascii_lowercase()
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
-fn matches_qualified_name(value: &str) -> bool {
-    let b = value.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-/// A DNS label such as a port name.
-pub fn dns1123_label(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > DNS_LABEL_MAX {
-        errs.push(max_len_msg(DNS_LABEL_MAX));
-    }
-    if !matches_dns1123_label(value) {
-        if matches_dns1123_subdomain(value) {
-            errs.push("must not contain dots".to_string());
-        } else {
-            errs.push(regex_msg(DNS1123_LABEL_MSG, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
-        }
-    }
-    errs
-}
-
-/// A DNS subdomain such as an `externalName`.
-pub fn dns1123_subdomain(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > DNS_SUBDOMAIN_MAX {
-        errs.push(max_len_msg(DNS_SUBDOMAIN_MAX));
-    }
-    if !matches_dns1123_subdomain(value) {
-        errs.push(regex_msg(DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
-    }
-    errs
-}
-
-/// A DNS-1035 label: what Service names must be (they become DNS names and environment
-/// variable prefixes, so they must start with a letter).
-pub fn dns1035_label(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > DNS_LABEL_MAX {
-        errs.push(max_len_msg(DNS_LABEL_MAX));
-    }
-    if !matches_dns1035_label(value) {
-        errs.push(regex_msg(DNS1035_LABEL_MSG, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
-    }
-    errs
-}
 
 /// Service name check for `metadata.name`, or for `metadata.generateName` when `prefix`:
 /// a generated name gets random characters appended, so a trailing dash is allowed there.
@@ -140,77 +26,6 @@ pub fn service_name(value: &str, prefix: bool) -> Vec<String> {
         return dns1035_label(&masked);
     }
     dns1035_label(value)
-}
-
-/// A "qualified name" (label key format), used for selector keys, `appProtocol` and
-/// `loadBalancerClass`: an optional DNS-subdomain prefix and `/`, then a name.
-pub fn qualified_name(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    let parts: Vec<&str> = value.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                errs.push("prefix part must be non-empty".to_string());
-            } else {
-                errs.extend(dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
-            }
-            *name
-        }
-        _ => {
-            errs.push(format!(
-                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_msg(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
-            ));
-            return errs;
-        }
-    };
-    if name.is_empty() {
-        errs.push("name part must be non-empty".to_string());
-    } else if name.len() > DNS_LABEL_MAX {
-        errs.push(format!("name part {}", max_len_msg(DNS_LABEL_MAX)));
-    }
-    if !matches_qualified_name(name) {
-        errs.push(format!(
-            "name part {}",
-            regex_msg(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
-        ));
-    }
-    errs
-}
-
-/// A label value (selector values): empty, or the qualified-name format, at most 63 chars.
-pub fn label_value(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > DNS_LABEL_MAX {
-        errs.push(max_len_msg(DNS_LABEL_MAX));
-    }
-    if !value.is_empty() && !matches_qualified_name(value) {
-        errs.push(regex_msg(LABEL_VALUE_MSG, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
-    }
-    errs
-}
-
-/// An IANA_SVC_NAME (RFC 6335), as a named `targetPort`: at most 15 characters of `[-a-z0-9]`
-/// with at least one letter, no leading/trailing or double hyphen.
-pub fn port_name(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > 15 {
-        errs.push(max_len_msg(15));
-    }
-    if value.is_empty() || !value.bytes().all(|c| is_lower_alnum(c) || c == b'-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
-    }
-    if !value.bytes().any(|c| c.is_ascii_lowercase()) {
-        errs.push("must contain at least one letter (a-z)".to_string());
-    }
-    if value.contains("--") {
-        errs.push("must not contain consecutive hyphens".to_string());
-    }
-    if value.starts_with('-') || value.ends_with('-') {
-        errs.push("must not begin or end with a hyphen".to_string());
-    }
-    errs
 }
 
 /// Whether `port` is a usable port number (1-65535).

@@ -132,6 +132,63 @@ impl TestServer {
     }
 }
 
+/// A `skiff controllers` process against a [`TestServer`], killed on drop.
+pub struct Controllers {
+    child: Child,
+    pub log_path: PathBuf,
+}
+
+impl Controllers {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestServer {
+    /// Starts `skiff controllers --kubeconfig <this server> <extra args>`.
+    pub fn start_controllers(&self, extra_args: &[&str]) -> Controllers {
+        let log_path = self.dir.path().join(format!("controllers-{}.log", rand_suffix()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("controllers")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(extra_args)
+            .env("RUST_LOG", "info,skiff_controllers=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting skiff controllers");
+        Controllers { child, log_path }
+    }
+
+    /// Polls `check` (every 50 ms, up to `timeout`) until it returns Some; panics with
+    /// `what` otherwise. Tests wait for controllers with this, never with fixed sleeps.
+    pub fn eventually<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
