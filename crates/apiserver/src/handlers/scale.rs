@@ -90,6 +90,6 @@ pub async fn handle(
     let precondition = resource_version(&desired)?;
     let mut new = obj.clone();
     new["spec"]["replicas"] = json!(replicas);
-    let written = super::write::update_object(ctx, obj, rev, new, precondition.or(Some(rev))).await?;
+    let written = super::write::write_update(ctx, obj, rev, new, precondition.or(Some(rev))).await?;
     Ok(h::json(StatusCode::OK, &scale_of(&written)))
 }

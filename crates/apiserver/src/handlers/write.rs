@@ -231,11 +231,11 @@ fn check_body_namespace(ctx: &Ctx, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Applies an update to a stored object: the shared tail of PUT and PATCH.
+/// Applies an update to a stored object: the shared tail of PUT, PATCH and `/scale`.
 ///
 /// `precondition` is the resourceVersion the client based its change on; None means an
 /// unconditional update. Returns the written object, or the stored one when nothing changed.
-async fn write_update(
+pub async fn write_update(
     ctx: &Ctx,
     old: Value,
     old_rev: i64,
@@ -571,15 +571,4 @@ pub async fn delete_collection(
         StatusCode::OK,
         &json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": {}, "items": deleted}),
     ))
-}
-
-/// Lets the scale subresource reuse the update pipeline.
-pub async fn update_object(
-    ctx: &Ctx,
-    old: Value,
-    old_rev: i64,
-    new: Value,
-    precondition: Option<i64>,
-) -> Result<Value, ApiError> {
-    write_update(ctx, old, old_rev, new, precondition).await
 }
