@@ -181,3 +181,53 @@ pub fn kubeconfig(server_url: &str, cluster: &str, ca_pem: &str, user: &str, cer
         key = b64(key_pem),
     )
 }
+
+/// Store key holding the cluster CA and the token signing key, so every API server on one
+/// store (several `skiff server`s on one etcd) serves the same CA and accepts the same
+/// tokens. Only the CA and the token key are shared; each server issues its own serving
+/// certificate.
+pub const SHARED_PKI_KEY: &str = "/registry/skiff.io/pki";
+
+/// Makes `<data_dir>/pki` hold the cluster's shared CA and token key: the first server to
+/// start on a store publishes its own (compare-and-create), every later one adopts it.
+pub async fn share_through_store(store: &dyn skiff_store::Store, data_dir: &Path) -> Result<()> {
+    let dir = data_dir.join("pki");
+    std::fs::create_dir_all(&dir)?;
+    loop {
+        let (existing, _) = store.get(SHARED_PKI_KEY).await?;
+        if let Some(kv) = existing {
+            let shared: serde_json::Value = serde_json::from_slice(&kv.value).context("shared PKI in the store is corrupt")?;
+            for (field, file) in [("caCert", "ca.crt"), ("caKey", "ca.key"), ("tokenKey", "sa.key")] {
+                let value = shared.get(field).and_then(|v| v.as_str()).context("shared PKI lacks a field")?;
+                let path = dir.join(file);
+                if std::fs::read_to_string(&path).ok().as_deref() != Some(value) {
+                    write_private(&path, value.as_bytes())?;
+                    // Credentials issued by another CA are no longer valid.
+                    let _ = std::fs::remove_file(dir.join("admin.crt"));
+                    let _ = std::fs::remove_file(dir.join("admin.key"));
+                }
+            }
+            return Ok(());
+        }
+        // Nothing shared yet: publish ours (created on the spot if this is a new data dir).
+        let ca_key = read_or_create(&dir.join("ca.key"), || Ok(KeyPair::generate()?.serialize_pem()))?;
+        let ca_cert = read_or_create(&dir.join("ca.crt"), || {
+            let key = KeyPair::from_pem(&ca_key)?;
+            Ok(ca_params()?.self_signed(&key)?.pem())
+        })?;
+        let token_key = read_or_create(&dir.join("sa.key"), || {
+            let bytes: [u8; 32] = rand::random();
+            Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+        })?;
+        let value = serde_json::json!({"caCert": ca_cert, "caKey": ca_key, "tokenKey": token_key}).to_string();
+        match store
+            .txn(vec![skiff_store::Compare::Absent(SHARED_PKI_KEY.into())], vec![skiff_store::Op::put(SHARED_PKI_KEY, value)])
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // Another server published first: loop and adopt theirs.
+            Err(skiff_store::StoreError::CompareFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
