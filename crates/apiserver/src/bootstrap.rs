@@ -80,7 +80,21 @@ async fn ensure(
     }
 }
 
-/// Runs once at startup, before the server reports ready.
+/// How often the bootstrap objects are re-checked (upstream reconciles `kubernetes` every 10 s).
+const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Re-creates the system namespaces and `default/kubernetes` if someone deleted them
+/// (`kubectl delete svc --all` in `default` does), and keeps its endpoints current.
+pub async fn reconcile(server: Arc<ApiServer>) {
+    loop {
+        tokio::time::sleep(RECONCILE_INTERVAL).await;
+        if let Err(e) = bootstrap(&server).await {
+            tracing::warn!(error = %e, "reconciling bootstrap objects failed");
+        }
+    }
+}
+
+/// Runs at startup, before the server reports ready, and then every [`RECONCILE_INTERVAL`].
 pub async fn bootstrap(server: &ApiServer) -> Result<()> {
     let namespaces = def("namespaces", "")?;
     for ns in SYSTEM_NAMESPACES {

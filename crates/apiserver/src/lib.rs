@@ -47,11 +47,14 @@ pub async fn run(mut config: ServerConfig, on_ready: impl FnOnce(&ApiServer)) ->
         .with_context(|| format!("listening on {}", config.listen))?;
     // With port 0 the kernel picks a free port; the kubeconfig must name the real one.
     config.listen = listener.local_addr()?;
-    pki::share_through_store(store.as_ref(), &config.data_dir).await.context("sharing the cluster CA through the store")?;
+    pki::share_through_store(store.as_ref(), &config.data_dir)
+        .await
+        .context("sharing the cluster CA through the store")?;
     let server = ApiServer::new(store, config)?;
     tokio::spawn(server.allocations.clone().run(server.store.clone()));
     bootstrap::bootstrap(&server).await.context("bootstrapping cluster objects")?;
     tokio::spawn(bootstrap::service_accounts(server.clone()));
+    tokio::spawn(bootstrap::reconcile(server.clone()));
     server.set_ready();
     on_ready(&server);
     server::serve(server, listener).await

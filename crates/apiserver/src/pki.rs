@@ -196,7 +196,8 @@ pub async fn share_through_store(store: &dyn skiff_store::Store, data_dir: &Path
     loop {
         let (existing, _) = store.get(SHARED_PKI_KEY).await?;
         if let Some(kv) = existing {
-            let shared: serde_json::Value = serde_json::from_slice(&kv.value).context("shared PKI in the store is corrupt")?;
+            let shared: serde_json::Value =
+                serde_json::from_slice(&kv.value).context("shared PKI in the store is corrupt")?;
             for (field, file) in [("caCert", "ca.crt"), ("caKey", "ca.key"), ("tokenKey", "sa.key")] {
                 let value = shared.get(field).and_then(|v| v.as_str()).context("shared PKI lacks a field")?;
                 let path = dir.join(file);
@@ -221,7 +222,10 @@ pub async fn share_through_store(store: &dyn skiff_store::Store, data_dir: &Path
         })?;
         let value = serde_json::json!({"caCert": ca_cert, "caKey": ca_key, "tokenKey": token_key}).to_string();
         match store
-            .txn(vec![skiff_store::Compare::Absent(SHARED_PKI_KEY.into())], vec![skiff_store::Op::put(SHARED_PKI_KEY, value)])
+            .txn(
+                vec![skiff_store::Compare::Absent(SHARED_PKI_KEY.into())],
+                vec![skiff_store::Op::put(SHARED_PKI_KEY, value)],
+            )
             .await
         {
             Ok(_) => return Ok(()),

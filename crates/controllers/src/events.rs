@@ -20,11 +20,14 @@ pub enum EventType {
     Warning,
 }
 
+/// (involved object uid, reason, message) → (event namespace, event name, count).
+type SeenEvents = HashMap<(String, String, String), (String, String, i32)>;
+
 pub struct Recorder {
     client: kube::Client,
     component: String,
     /// (namespace, event name) of the last event per (object uid, reason, message), with its count.
-    seen: Mutex<HashMap<(String, String, String), (String, String, i32)>>,
+    seen: Mutex<SeenEvents>,
 }
 
 fn now() -> Time {

@@ -5,21 +5,13 @@
 //!
 //! All cases share one server; each runs in its own namespace `case-N`. Expectations follow
 //! upstream (apimachinery `errors.go`, the core validation and the Service allocators; see
-//! /work/shared/reference/apiserver.md), not skiff's current answers. Cases where skiff is
-//! known to differ are listed in [`KNOWN_SERVER_BUGS`]: the table test skips them and each has
-//! its own `#[ignore]`d test that asserts the upstream behaviour.
+//! /work/shared/reference/apiserver.md), not skiff's current answers.
 
 mod common;
 
 use serde_json::{json, Value};
 
 use common::{HttpReply, HttpRequest, TestServer};
-
-/// Cases skiff answers differently from upstream today (name → what differs).
-const KNOWN_SERVER_BUGS: &[(&str, &str)] = &[
-    ("duplicate nodePort in one service", "answers FieldValueInvalid `provided port is already allocated`"),
-    ("invalid dryRun value", "answers 400 BadRequest instead of 422 Invalid on CreateOptions"),
-];
 
 /// How the body of a request is obtained.
 enum Body {
@@ -584,10 +576,6 @@ fn truncated(body: &str) -> String {
     body.chars().take(600).collect()
 }
 
-fn is_known_bug(name: &str) -> bool {
-    KNOWN_SERVER_BUGS.iter().any(|(bug, _)| *bug == name)
-}
-
 #[test]
 fn every_bad_input_is_rejected_and_changes_nothing() {
     let cases = cases();
@@ -595,9 +583,6 @@ fn every_bad_input_is_rejected_and_changes_nothing() {
     let s = TestServer::start();
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        if is_known_bug(case.name) {
-            continue;
-        }
         let problems = run_case(&s, case, &format!("case-{i}"));
         if !problems.is_empty() {
             failures.push(format!("[{}]\n    {}", case.name, problems.join("\n    ")));
@@ -632,26 +617,4 @@ fn ten_mib_object_via_kubectl_is_too_large() {
     assert!(err.contains("Error from server (RequestEntityTooLarge)"), "{err}");
     let err = s.kubectl_err(&["get", "configmap", "huge"]);
     assert!(err.contains("configmaps \"huge\" not found"), "{err}");
-}
-
-/// Runs the one known-bug case `name` on its own server.
-fn run_known_bug(name: &str) {
-    assert!(is_known_bug(name), "{name} is not listed in KNOWN_SERVER_BUGS");
-    let cases = cases();
-    let case = cases.iter().find(|c| c.name == name).expect("case in table");
-    let s = TestServer::start();
-    let problems = run_case(&s, case, "known-bug");
-    assert!(problems.is_empty(), "[{name}]\n    {}", problems.join("\n    "));
-}
-
-#[test]
-#[ignore = "server bug: duplicate nodePort in one Service must be FieldValueDuplicate (validation), not an allocation error"]
-fn known_bug_duplicate_node_port() {
-    run_known_bug("duplicate nodePort in one service");
-}
-
-#[test]
-#[ignore = "server bug: an invalid dryRun value must be 422 Invalid (CreateOptions validation, field dryRun), not 400"]
-fn known_bug_invalid_dry_run() {
-    run_known_bug("invalid dryRun value");
 }

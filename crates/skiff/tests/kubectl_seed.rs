@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{LineStream, TestServer};
 
@@ -57,15 +57,6 @@ fn table_rows(output: &str) -> (Vec<String>, Vec<Vec<String>>) {
 
 fn row<'a>(rows: &'a [Vec<String>], name: &str) -> &'a [String] {
     rows.iter().find(|r| r.first().map(String::as_str) == Some(name)).unwrap_or_else(|| panic!("no row {name}"))
-}
-
-/// Polls `check` every 100 ms until it returns true, failing after `timeout`.
-fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -363,7 +354,6 @@ fn delete_by_label_and_all_in_a_namespace() {
 /// Upstream lets it (no protection), and the API server's kubernetes-service controller
 /// recreates it with the first IP of the range within its 10 s reconcile interval.
 #[test]
-#[ignore = "server bug: default/kubernetes is never recreated after deletion (upstream reconciles it every 10 s)"]
 fn delete_all_in_default_deletes_kubernetes_and_it_comes_back() {
     let s = seeded();
     let out = s.kubectl_ok(&["delete", "svc", "--all"]);
@@ -371,9 +361,9 @@ fn delete_all_in_default_deletes_kubernetes_and_it_comes_back() {
     for name in SEED_SERVICE_NAMES {
         assert!(out.lines().any(|l| l == format!("service \"{name}\" deleted")), "{out}");
     }
-    eventually(Duration::from_secs(20), "default/kubernetes to be recreated", || {
+    s.eventually("default/kubernetes to be recreated", Duration::from_secs(20), || {
         let out = s.kubectl(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]);
-        out.status.success() && out.stdout == b"10.96.0.1"
+        (out.status.success() && out.stdout == b"10.96.0.1").then_some(())
     });
     let seed_left = s.kubectl_ok(&["get", "svc", "-o", "name"]);
     assert_eq!(seed_left.trim(), "service/kubernetes", "only kubernetes comes back");

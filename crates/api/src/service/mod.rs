@@ -77,6 +77,7 @@ pub fn admit_create(
     let mut service = requested.clone();
     default_service(&mut service);
     prepare_create(&mut service);
+    reject_duplicate_node_ports(&service)?;
     let plan = plan_allocation(&mut service, None, allocated, cfg, rng)?;
     reject_invalid(&service, validate(&service))?;
     Ok(Admitted { service, plan })
@@ -93,9 +94,20 @@ pub fn admit_update(
     let mut service = requested.clone();
     default_service(&mut service);
     prepare_update(old, &mut service);
+    reject_duplicate_node_ports(&service)?;
     let plan = plan_allocation(&mut service, Some(old), allocated, cfg, rng)?;
     reject_invalid(&service, validate_update(old, &service))?;
     Ok(Admitted { service, plan })
+}
+
+/// Upstream validates a Service before allocating, so a nodePort requested twice is a
+/// `Duplicate value`, not "already allocated" by the Service's own first port.
+fn reject_duplicate_node_ports(svc: &Service) -> Result<(), ApiError> {
+    let duplicates = validate(svc)
+        .into_iter()
+        .filter(|e| e.kind == crate::FieldErrorType::Duplicate && e.field.ends_with(".nodePort"))
+        .collect();
+    reject_invalid(svc, duplicates)
 }
 
 fn reject_invalid(svc: &Service, errs: Vec<FieldError>) -> Result<(), ApiError> {

@@ -32,6 +32,7 @@ pub struct Ctx {
     pub server: Arc<ApiServer>,
     pub req: ResourceRequest,
     pub query: Query,
+    pub method: Method,
     pub headers: http::HeaderMap,
     pub identity: Identity,
 }
@@ -46,6 +47,14 @@ pub async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, tls_identity
     resp
 }
 
+/// Reads and discards a request body we answer without using (bounded by
+/// [`MAX_BODY_BYTES`]). Answering an HTTP/2 request before its body arrived makes the
+/// server reset the stream, which some clients (curl) report as a transport error instead
+/// of showing our Status.
+async fn drain(req: Request<Incoming>) {
+    let _ = Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await;
+}
+
 async fn handle_inner(
     server: Arc<ApiServer>,
     req: Request<Incoming>,
@@ -53,7 +62,10 @@ async fn handle_inner(
 ) -> Response<Body> {
     let route = match route(req.uri().path()) {
         Ok(r) => r,
-        Err(e) => return h::error(&e),
+        Err(e) => {
+            drain(req).await;
+            return h::error(&e);
+        }
     };
     // Health and version are public, as upstream's system:public-info-viewer allows.
     match &route {
@@ -63,7 +75,10 @@ async fn handle_inner(
     }
     let identity = match tls_identity.or_else(|| bearer_identity(&server, &req)) {
         Some(id) => id,
-        None => return h::error(&ApiError::Unauthorized),
+        None => {
+            drain(req).await;
+            return h::error(&ApiError::Unauthorized);
+        }
     };
     let query = Query::parse(req.uri().query());
     match route {
@@ -73,14 +88,18 @@ async fn handle_inner(
         }
         Route::OpenApiV3Index => server.openapi.index(),
         Route::OpenApiV3(gv) => server.openapi.group_version(&gv, &query, req.headers()),
-        Route::NotFound => h::error(&ApiError::NotFound(skiff_api::Subject::default())),
+        Route::NotFound => {
+            drain(req).await;
+            h::error(&ApiError::NotFound(skiff_api::Subject::default()))
+        }
         Route::Resource(rr) => {
             if !rr.scope_matches() {
+                drain(req).await;
                 return h::error(&ApiError::NotFound(rr.def.subject(rr.name.as_deref().unwrap_or(""))));
             }
             let method = req.method().clone();
             let headers = req.headers().clone();
-            let ctx = Ctx { server, req: rr, query, headers, identity };
+            let ctx = Ctx { server, req: rr, query, method: method.clone(), headers, identity };
             let mut resp = match dispatch(&ctx, method, req).await {
                 Ok(r) => r,
                 Err(e) => h::error(&e),
@@ -106,6 +125,9 @@ async fn dispatch(ctx: &Ctx, method: Method, req: Request<Incoming>) -> Result<R
     let sub = ctx.req.subresource.as_deref();
     match (sub, ctx.req.name.is_some(), &method) {
         (Some("scale"), true, _) => scale::handle(ctx, method, read_body(req).await?).await,
+        (Some("finalize"), true, &Method::PUT) if ctx.req.def.kind == "Namespace" => {
+            write::update(ctx, read_body(req).await?).await
+        }
         (Some(s), _, _) if s != "status" => {
             Err(ApiError::NotFound(ctx.req.def.subject(ctx.req.name.as_deref().unwrap_or(""))))
         }
@@ -119,10 +141,13 @@ async fn dispatch(ctx: &Ctx, method: Method, req: Request<Incoming>) -> Result<R
         (_, true, &Method::PATCH) => write::patch(ctx, read_body(req).await?).await,
         (None, true, &Method::DELETE) => write::delete(ctx, read_body(req).await?).await,
         (None, false, &Method::DELETE) => write::delete_collection(ctx, read_body(req).await?).await,
-        _ => Err(ApiError::MethodNotAllowed(format!(
-            "{method} is not supported on resources of kind {:?}",
-            ctx.req.def.kind
-        ))),
+        _ => {
+            drain(req).await;
+            Err(ApiError::MethodNotAllowed(format!(
+                "{method} is not supported on resources of kind {:?}",
+                ctx.req.def.kind
+            )))
+        }
     }
 }
 

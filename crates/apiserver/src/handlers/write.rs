@@ -22,13 +22,22 @@ use crate::storage::{encode, resource_version, set_resource_version, store_error
 /// How many times a write re-plans after losing a race it can recover from.
 const MAX_ATTEMPTS: usize = 8;
 
-fn dry_run(ctx: &Ctx) -> Result<bool, ApiError> {
+/// `?dryRun=All` or nothing. Anything else is invalid in the verb's options object
+/// (`options` = `CreateOptions`, `UpdateOptions`, `PatchOptions` or `DeleteOptions`), as
+/// upstream answers: 422 `CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value`.
+fn dry_run(ctx: &Ctx, options: &str) -> Result<bool, ApiError> {
     match ctx.query.get("dryRun") {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
-        Some(other) => {
-            Err(ApiError::BadRequest(format!("Invalid dry run value: {other:?}; supported values: \"All\"")))
-        }
+        Some(other) => Err(ApiError::Invalid(
+            skiff_api::Subject { group: "meta.k8s.io".into(), kind: options.into(), ..Default::default() },
+            vec![FieldError::new(
+                skiff_api::FieldErrorType::NotSupported,
+                "dryRun",
+                Some(format!("[]string{{{other:?}}}")),
+                "supported values: \"All\"",
+            )],
+        )),
     }
 }
 
@@ -117,7 +126,7 @@ async fn check_namespace(ctx: &Ctx) -> Result<(), ApiError> {
 
 pub async fn create(ctx: &Ctx, (content_type, body): (Option<String>, Bytes)) -> Result<Response<Body>, ApiError> {
     let def = ctx.req.def;
-    let dry = dry_run(ctx)?;
+    let dry = dry_run(ctx, "CreateOptions")?;
     let (mut obj, warnings) = decode_body(ctx, content_type.as_deref(), &body)?;
     object::prepare_create_metadata(def, &mut obj, ctx.req.namespace.as_deref())?;
     let generated = obj.pointer("/metadata/generateName").is_some_and(|g| g.as_str().is_some_and(|s| !s.is_empty()))
@@ -183,10 +192,10 @@ fn body_has_name(body: &[u8], content_type: Option<&str>) -> bool {
 }
 
 fn target(ctx: &Ctx) -> WriteTarget {
-    if ctx.req.subresource.as_deref() == Some("status") {
-        WriteTarget::Status
-    } else {
-        WriteTarget::Main
+    match ctx.req.subresource.as_deref() {
+        Some("status") => WriteTarget::Status,
+        Some("finalize") => WriteTarget::Finalize,
+        _ => WriteTarget::Main,
     }
 }
 
@@ -243,7 +252,7 @@ pub async fn write_update(
     precondition: Option<i64>,
 ) -> Result<Value, ApiError> {
     let def = ctx.req.def;
-    let dry = dry_run(ctx)?;
+    let dry = dry_run(ctx, if ctx.method == http::Method::PATCH { "PatchOptions" } else { "UpdateOptions" })?;
     if precondition.is_some_and(|rv| rv != old_rev) {
         return Err(ApiError::Conflict(def.subject(object::object_name(&old))));
     }
@@ -264,7 +273,7 @@ pub async fn write_update(
         if object::same_content(&old, &candidate) && extra.is_empty() {
             return Ok(old);
         }
-        if finalized(&candidate) {
+        if finalized(def.kind, &candidate) {
             return delete_now(ctx, &key, old_rev, &old, dry).await;
         }
         if dry {
@@ -295,23 +304,21 @@ pub async fn write_update(
 }
 
 /// An object marked for deletion whose last finalizer is gone (and whose grace period is
-/// over) is removed by the write that removed the finalizer.
-fn finalized(obj: &Value) -> bool {
+/// over) is removed by the write that removed the finalizer. A Namespace also waits for its
+/// `spec.finalizers` (emptied through `/finalize` by the namespace controller).
+fn finalized(kind: &str, obj: &Value) -> bool {
+    let empty = |pointer: &str| obj.pointer(pointer).and_then(Value::as_array).is_none_or(|f| f.is_empty());
     let deleting = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
-    let finalizers_empty = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
     let grace_over = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
-    deleting && finalizers_empty && grace_over
+    let spec_finalized = kind != "Namespace" || empty("/spec/finalizers");
+    deleting && empty("/metadata/finalizers") && spec_finalized && grace_over
 }
 
 pub async fn patch(ctx: &Ctx, (content_type, body): (Option<String>, Bytes)) -> Result<Response<Body>, ApiError> {
     let def = ctx.req.def;
     let name = ctx.req.name.clone().unwrap_or_default();
     let ct = content_type.unwrap_or_default();
-    let patch_type = PatchType::from_content_type(&ct).ok_or_else(|| {
-        ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {ct:?})"
-        ))
-    })?;
+    let patch_type = PatchType::from_content_type(&ct).ok_or_else(|| PatchType::unsupported(&PatchType::ALL))?;
     if patch_type == PatchType::Apply {
         return Err(ApiError::UnsupportedMediaType(
             "server-side apply (application/apply-patch+yaml) is not supported by skiff yet; use client-side kubectl apply".into(),
@@ -405,7 +412,7 @@ pub async fn delete(ctx: &Ctx, (content_type, body): (Option<String>, Bytes)) ->
 /// Deletes (or marks for deletion) one object; returns what DELETE answers.
 async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> Result<(StatusCode, Value), ApiError> {
     let def = ctx.req.def;
-    let dry = dry_run(ctx)?;
+    let dry = dry_run(ctx, "DeleteOptions")?;
     for _ in 0..MAX_ATTEMPTS {
         let (old, old_rev) = get_object(ctx, name).await?;
         let uid = old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
@@ -557,6 +564,7 @@ pub async fn delete_collection(
                 ..ctx.req.clone()
             },
             query: ctx.query.clone(),
+            method: ctx.method.clone(),
             headers: ctx.headers.clone(),
             identity: ctx.identity.clone(),
         };
@@ -571,4 +579,22 @@ pub async fn delete_collection(
         StatusCode::OK,
         &json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": {}, "items": deleted}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_wait_for_their_spec_finalizers() {
+        let mut ns = json!({"metadata": {"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z",
+            "deletionGracePeriodSeconds": 0}, "spec": {"finalizers": ["kubernetes"]}});
+        assert!(!finalized("Namespace", &ns));
+        ns["spec"]["finalizers"] = json!([]);
+        assert!(finalized("Namespace", &ns));
+        ns["metadata"]["finalizers"] = json!(["orphan"]);
+        assert!(!finalized("Namespace", &ns));
+        let cm = json!({"metadata": {"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": []}});
+        assert!(finalized("ConfigMap", &cm));
+    }
 }
