@@ -20,6 +20,11 @@ pub struct ServerConfig {
     pub node_port_range: String,
     /// Name of the cluster in the written kubeconfig.
     pub cluster_name: String,
+    /// etcd members to keep the cluster state in; empty = the embedded redb store in
+    /// `data_dir`.
+    pub etcd_endpoints: Vec<String>,
+    /// What replaces the leading `/registry` of every key in etcd.
+    pub etcd_prefix: String,
 }
 
 impl ServerConfig {
@@ -31,6 +36,8 @@ impl ServerConfig {
             service_cidr: "10.96.0.0/16".into(),
             node_port_range: "30000-32767".into(),
             cluster_name: "skiff".into(),
+            etcd_endpoints: Vec::new(),
+            etcd_prefix: "/registry".into(),
         }
     }
 

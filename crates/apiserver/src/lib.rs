@@ -40,8 +40,14 @@ pub use state::ApiServer;
 /// HTTPS until the process ends. `on_ready` is called once the server answers requests.
 pub async fn run(mut config: ServerConfig, on_ready: impl FnOnce(&ApiServer)) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let store = skiff_store::redb::RedbStore::open(&config.data_dir.join("store.redb"), Default::default())
-        .with_context(|| "opening the store")?;
+    let store: Arc<dyn skiff_store::Store> = if config.etcd_endpoints.is_empty() {
+        skiff_store::redb::RedbStore::open(&config.data_dir.join("store.redb"), Default::default())
+            .with_context(|| "opening the store")?
+    } else {
+        skiff_store::etcd::EtcdStore::connect(&config.etcd_endpoints, &config.etcd_prefix, Default::default())
+            .await
+            .with_context(|| format!("connecting to etcd at {}", config.etcd_endpoints.join(",")))?
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -16,10 +16,12 @@
 //! Nothing here assumes one process: every invariant is enforced by the backend, not by a
 //! lock in the caller.
 //!
-//! Backends: [`redb::RedbStore`] (embedded, the default; every acknowledged write is fsynced).
+//! Backends: [`redb::RedbStore`] (embedded, the default; every acknowledged write is fsynced) and
+//! [`etcd::EtcdStore`] (an etcd v3 cluster, shared by several API servers).
 //!
 //! Keys follow kube-apiserver's `/registry` layout, e.g. `/registry/services/specs/default/kubernetes`.
 
+pub mod etcd;
 pub mod redb;
 mod types;
 
