@@ -64,8 +64,14 @@ async fn ensure(
     if def.kind == "Service" {
         let mut svc: Service = serde_json::from_value(obj.clone())?;
         let allocated = server.allocations.reload(server.store.as_ref()).await.map_err(|e| anyhow!("{e}"))?;
-        let admitted = rules::admit_create(&svc, &allocated, &server.services, &mut rand::rng())
-            .map_err(|e| anyhow!("admitting Service {name}: {e}"))?;
+        let admission = rules::admit_create(&svc, &allocated, &server.services, &mut rand::rng());
+        let admitted = match admission {
+            Ok(a) => a,
+            // Another API server on the same store may have created it since our read
+            // (servers starting together); then its IP is "taken" by that very Service.
+            Err(_) if server.store.get(&key).await?.0.is_some() => return Ok(()),
+            Err(e) => return Err(anyhow!("admitting Service {name}: {e}")),
+        };
         svc = admitted.service;
         for ip in admitted.plan.claim_ips.iter().map(|c| c.value) {
             compares.push(Compare::Absent(rules::ip_key(ip)));

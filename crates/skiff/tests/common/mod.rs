@@ -12,13 +12,22 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub kubeconfig: PathBuf,
+    /// Extra `skiff server` arguments (e.g. `--etcd-endpoints`), kept for restarts.
+    server_args: Vec<String>,
 }
 
 impl TestServer {
     /// Starts a server and waits until it is ready.
     pub fn start() -> TestServer {
+        TestServer::start_with(&[])
+    }
+
+    /// Starts a server with extra `skiff server` arguments (kept for [`TestServer::spawn`]
+    /// restarts) and waits until it is ready.
+    pub fn start_with(args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = TestServer { kubeconfig: dir.path().join("kubeconfig"), dir, child: None };
+        let server_args = args.iter().map(|a| a.to_string()).collect();
+        let mut s = TestServer { kubeconfig: dir.path().join("kubeconfig"), dir, child: None, server_args };
         s.spawn();
         s
     }
@@ -35,6 +44,7 @@ impl TestServer {
             .args(["server", "--data-dir"])
             .arg(self.dir.path())
             .args(["--listen", "127.0.0.1:0"])
+            .args(&self.server_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -432,6 +442,14 @@ impl LineStream {
         }
     }
 
+    /// The next line, waiting up to `timeout`; `Err(Disconnected)` once the process has ended
+    /// and every line was read (a watch the server closed), `Err(Timeout)` if none came.
+    pub fn next_line(&mut self, timeout: Duration) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
+        let line = self.lines.recv_timeout(timeout)?;
+        self.seen.push(line.clone());
+        Ok(line)
+    }
+
     /// Every line received so far.
     pub fn seen(&self) -> &[String] {
         &self.seen
@@ -442,5 +460,160 @@ impl Drop for LineStream {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A real etcd (Debian's `etcd-server`, v3.4+) of one or more members on free loopback ports,
+/// for `skiff server --etcd-endpoints`. Its data lives in a temporary directory (in /dev/shm
+/// when there is one: etcd fsyncs every write). Dropping it SIGKILLs every member, also when
+/// a test panics.
+///
+/// The binary is `SKIFF_ETCD_BIN`, default `etcd` on the PATH; without it tests fail, they do
+/// not skip.
+pub struct EtcdCluster {
+    members: Vec<EtcdMember>,
+    _dir: tempfile::TempDir,
+}
+
+struct EtcdMember {
+    client_url: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// Free loopback ports, all held until every one is picked so they are distinct.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
+}
+
+impl EtcdCluster {
+    /// Starts `size` members forming one new cluster and waits until each reports itself
+    /// healthy (which needs an elected leader).
+    pub fn start(size: usize) -> EtcdCluster {
+        let binary = std::env::var("SKIFF_ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned());
+        let dir = match Path::new("/dev/shm").is_dir() {
+            true => tempfile::Builder::new().prefix("skiff-e2e-etcd").tempdir_in("/dev/shm"),
+            false => tempfile::Builder::new().prefix("skiff-e2e-etcd").tempdir(),
+        }
+        .expect("temporary directory");
+        let ports = free_ports(2 * size);
+        let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
+        let initial_cluster = (0..size).map(|i| format!("m{i}={}", peer_url(i))).collect::<Vec<_>>().join(",");
+        let mut members = Vec::with_capacity(size);
+        for i in 0..size {
+            let client_url = format!("http://127.0.0.1:{}", ports[2 * i]);
+            let log = dir.path().join(format!("m{i}.log"));
+            let log_file = std::fs::File::create(&log).expect("etcd log file");
+            let spawned = Command::new(&binary)
+                .args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("m{i}")))
+                .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url(i), "--initial-advertise-peer-urls", &peer_url(i)])
+                .args(["--initial-cluster", &initial_cluster, "--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", &format!("skiff-e2e-{}", ports[0])])
+                // Fast elections keep the member-failure tests short.
+                .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+                .args(["--logger", "zap", "--log-level", "warn"])
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().expect("etcd log file"))
+                .stderr(log_file)
+                .spawn()
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "cannot start etcd ({binary}): {error}. These tests need a real etcd v3 server: install \
+                         Debian's etcd-server or point SKIFF_ETCD_BIN at an etcd binary."
+                    )
+                });
+            members.push(EtcdMember { client_url, child: Some(spawned), log });
+        }
+        let mut cluster = EtcdCluster { members, _dir: dir };
+        for i in 0..size {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    /// Polls the member's `/health` endpoint (HTTP on the client port) until it says true.
+    fn wait_healthy(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("curl")
+                .args(["-s", "-m", "1", &format!("{}/health", self.members[i].client_url)])
+                .output()
+                .expect("running curl");
+            if String::from_utf8_lossy(&out.stdout).contains(r#""health":"true""#) {
+                return;
+            }
+            if let Some(status) = self.members[i].child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("etcd member m{i} exited with {status}:\n{}", self.log(i));
+            }
+            assert!(Instant::now() < deadline, "etcd member m{i} not healthy after 20 s:\n{}", self.log(i));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The `http://127.0.0.1:PORT` client URL of member `i`.
+    pub fn client_url(&self, i: usize) -> &str {
+        &self.members[i].client_url
+    }
+
+    /// Member client URLs in the given order, comma-separated (an `--etcd-endpoints` value;
+    /// the first one is the member a `skiff server` talks to until it fails).
+    pub fn endpoints(&self, order: &[usize]) -> String {
+        order.iter().map(|&i| self.client_url(i)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Every member's client URL, comma-separated, in member order.
+    pub fn all_endpoints(&self) -> String {
+        self.endpoints(&(0..self.members.len()).collect::<Vec<_>>())
+    }
+
+    /// The index of the raft leader, asked of every running member through etcd's JSON gateway
+    /// (`/v3/maintenance/status`: each member reports its own id and the leader's).
+    pub fn leader(&self) -> usize {
+        let status = |i: usize| {
+            let out = Command::new("curl")
+                .args(["-s", "-m", "2", "-X", "POST", "-d", "{}"])
+                .arg(format!("{}/v3/maintenance/status", self.client_url(i)))
+                .output()
+                .expect("running curl");
+            let body = String::from_utf8_lossy(&out.stdout).into_owned();
+            serde_json::from_str::<serde_json::Value>(&body)
+                .unwrap_or_else(|e| panic!("etcd member m{i} status is not JSON ({e}): {body}"))
+        };
+        let running: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].child.is_some()).collect();
+        let statuses: Vec<_> = running.iter().map(|&i| (i, status(i))).collect();
+        let leader = statuses.first().map(|(_, s)| s["leader"].clone()).expect("no etcd member is running");
+        statuses
+            .iter()
+            .find(|(_, s)| s["header"]["member_id"] == leader)
+            .map(|(i, _)| *i)
+            .unwrap_or_else(|| panic!("no running member is the leader {leader}: {statuses:?}"))
+    }
+
+    /// SIGKILLs member `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The last lines of member `i`'s log.
+    pub fn log(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill9(i);
+        }
     }
 }
