@@ -49,6 +49,13 @@ struct ServerArgs {
     /// NodePort range (inclusive).
     #[arg(long, default_value = "30000-32767")]
     node_port_range: String,
+    /// Keep the cluster state in etcd instead of the embedded store (comma-separated
+    /// http:// URLs of the members). Several `skiff server`s on one etcd serve one cluster.
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Key prefix in etcd (replaces kube-apiserver's default `/registry`).
+    #[arg(long, default_value = "/registry")]
+    etcd_prefix: String,
 }
 
 #[derive(clap::Args)]
@@ -120,6 +127,8 @@ async fn run_server(args: ServerArgs) -> Result<()> {
     config.advertise_address = args.advertise_address;
     config.service_cidr = args.service_cidr;
     config.node_port_range = args.node_port_range;
+    config.etcd_endpoints = args.etcd_endpoints;
+    config.etcd_prefix = args.etcd_prefix;
     let started = std::time::Instant::now();
     skiff_apiserver::run(config, |server| {
         tracing::info!(
