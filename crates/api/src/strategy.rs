@@ -17,6 +17,9 @@ pub enum WriteTarget {
     Main,
     /// `/status`: only `.status` (and metadata labels/annotations are kept from the stored object).
     Status,
+    /// A Namespace's `/finalize`: only `.spec.finalizers`, the list the namespace controller
+    /// empties once the namespace's content is gone.
+    Finalize,
 }
 
 /// Prepares a new object: resets status where upstream does, applies defaults.
@@ -51,12 +54,30 @@ pub fn prepare_for_update(def: &ResourceDef, target: WriteTarget, old: &Value, n
             }
         },
         WriteTarget::Main => {}
+        WriteTarget::Finalize => {
+            let finalizers = new.pointer("/spec/finalizers").cloned();
+            let rv = new.pointer("/metadata/resourceVersion").cloned();
+            *new = old.clone();
+            set_namespace_finalizers(new, finalizers);
+            if let Some(rv) = rv {
+                metadata_mut(new).insert("resourceVersion".into(), rv);
+            }
+        }
         WriteTarget::Status => {
             // Everything but status comes from the stored object (upstream's status
             // strategies also ignore metadata changes other than a few kinds' labels).
             let status = new.get("status").cloned();
             let rv = new.pointer("/metadata/resourceVersion").cloned();
+            // Upstream's Deployment status strategy resets only spec and labels: the
+            // deployment controller records `deployment.kubernetes.io/revision` in the
+            // same status write (without bumping the generation).
+            let annotations = (def.group == "apps" && def.kind == "Deployment")
+                .then(|| new.pointer("/metadata/annotations").cloned())
+                .flatten();
             *new = old.clone();
+            if let Some(annotations) = annotations {
+                metadata_mut(new).insert("annotations".into(), annotations);
+            }
             match status {
                 Some(s) => new["status"] = s,
                 None => {
@@ -70,7 +91,25 @@ pub fn prepare_for_update(def: &ResourceDef, target: WriteTarget, old: &Value, n
             }
         }
     }
+    if def.kind == "Namespace" && target == WriteTarget::Main {
+        // As upstream: a Namespace's finalizers change only through `/finalize`.
+        set_namespace_finalizers(new, old.pointer("/spec/finalizers").cloned());
+    }
     apply_defaults(def, new);
+}
+
+/// Sets (or, with None, removes) a Namespace's `spec.finalizers`.
+fn set_namespace_finalizers(ns: &mut Value, finalizers: Option<Value>) {
+    match finalizers {
+        Some(f) => {
+            ensure_object(ns, "spec").insert("finalizers".into(), f);
+        }
+        None => {
+            if let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("finalizers");
+            }
+        }
+    }
 }
 
 /// Defaults every write gets (upstream's `SetDefaults_*` for the fields clients rely on).
@@ -273,5 +312,51 @@ fn validate_containers(spec: Option<&Value>, path: &str, errs: &mut Vec<FieldErr
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RESOURCES;
+
+    fn namespace_def() -> &'static ResourceDef {
+        RESOURCES.iter().find(|r| r.kind == "Namespace").expect("namespaces are served")
+    }
+
+    fn terminating() -> Value {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "x", "labels": {"a": "b"}, "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Terminating"}})
+    }
+
+    #[test]
+    fn finalize_changes_only_spec_finalizers() {
+        let old = terminating();
+        let mut new = old.clone();
+        new["spec"]["finalizers"] = json!([]);
+        new["metadata"]["labels"] = json!({"changed": "yes"});
+        new["status"] = json!({"phase": "Active"});
+        prepare_for_update(namespace_def(), WriteTarget::Finalize, &old, &mut new);
+        assert_eq!(new["spec"]["finalizers"], json!([]));
+        assert_eq!(new["metadata"]["labels"]["a"], "b");
+        assert!(new["metadata"]["labels"].get("changed").is_none());
+        assert_eq!(new["status"]["phase"], "Terminating");
+
+        let mut dropped = old.clone();
+        dropped["spec"] = json!({});
+        prepare_for_update(namespace_def(), WriteTarget::Finalize, &old, &mut dropped);
+        assert!(dropped.pointer("/spec/finalizers").is_none());
+    }
+
+    #[test]
+    fn main_updates_keep_namespace_finalizers() {
+        let old = terminating();
+        let mut new = old.clone();
+        new["spec"] = json!({});
+        new["metadata"]["labels"] = json!({"changed": "yes"});
+        prepare_for_update(namespace_def(), WriteTarget::Main, &old, &mut new);
+        assert_eq!(new["spec"]["finalizers"], json!(["kubernetes"]));
+        assert_eq!(new["metadata"]["labels"]["changed"], "yes");
     }
 }

@@ -498,13 +498,13 @@ fn mark_for_deletion(kind: &str, obj: &mut Value, opts: &DeleteOptions) -> bool 
     let already = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
     // Pods bound to a node terminate gracefully: the node agent stops the containers and
     // then deletes the pod with grace period 0.
+    let current_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
     let pod_grace =
         if kind == "Pod" && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
             let spec_grace = obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
             let grace = opts.grace_period.unwrap_or(spec_grace).max(0);
-            let current = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
             // A repeated delete may only shorten the grace period.
-            Some(current.map_or(grace, |c| c.min(grace)))
+            Some(current_grace.map_or(grace, |c| c.min(grace)))
         } else {
             None
         };
@@ -519,7 +519,10 @@ fn mark_for_deletion(kind: &str, obj: &mut Value, opts: &DeleteOptions) -> bool 
         meta.insert("finalizers".into(), json!(finalizers));
     }
     let grace = pod_grace.unwrap_or(0);
-    if !already || pod_grace.is_some() {
+    // A repeated delete of a terminating pod moves its deadline only when it shortens the
+    // grace period, so deleting again never postpones the end.
+    let shortened = pod_grace.is_some_and(|g| current_grace.is_none_or(|c| g < c));
+    if !already || shortened {
         let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
         meta.insert("deletionTimestamp".into(), json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
     }
@@ -596,5 +599,25 @@ mod tests {
         assert!(!finalized("Namespace", &ns));
         let cm = json!({"metadata": {"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": []}});
         assert!(finalized("ConfigMap", &cm));
+    }
+
+    #[test]
+    fn deleting_a_terminating_pod_again_keeps_its_deadline() {
+        let opts = |grace| DeleteOptions {
+            grace_period: grace,
+            propagation: None,
+            precondition_uid: None,
+            precondition_rv: None,
+        };
+        let mut pod =
+            json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30}});
+        assert!(mark_for_deletion("Pod", &mut pod, &opts(None)));
+        pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:30Z");
+        assert!(mark_for_deletion("Pod", &mut pod, &opts(None)));
+        assert_eq!(pod["metadata"]["deletionTimestamp"], "2026-01-01T00:00:30Z");
+        assert!(mark_for_deletion("Pod", &mut pod, &opts(Some(5))));
+        assert_ne!(pod["metadata"]["deletionTimestamp"], "2026-01-01T00:00:30Z");
+        assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 5);
+        assert!(!mark_for_deletion("Pod", &mut pod, &opts(Some(0))));
     }
 }
