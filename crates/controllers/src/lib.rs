@@ -11,6 +11,16 @@
 
 // Controllers (each exposes `pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()>`):
 // [controller modules]
+pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod gc;
+pub mod loadbalancer;
+pub mod mirroring;
+pub mod namespace;
+pub mod node_lifecycle;
+pub mod nodeipam;
+pub mod replicaset;
 
 pub mod context;
 pub mod events;
@@ -41,6 +51,16 @@ pub async fn run(client: kube::Client, config: ControllerConfig) -> Result<()> {
 async fn start_all(ctx: Arc<Context>) -> Result<()> {
     let mut set: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
     // [controller spawns] e.g. set.spawn(endpointslice::run(ctx.clone()));
+    set.spawn(endpointslice::run(ctx.clone()));
+    set.spawn(endpoints::run(ctx.clone()));
+    set.spawn(mirroring::run(ctx.clone()));
+    set.spawn(replicaset::run(ctx.clone()));
+    set.spawn(deployment::run(ctx.clone()));
+    set.spawn(gc::run(ctx.clone()));
+    set.spawn(namespace::run(ctx.clone()));
+    set.spawn(node_lifecycle::run(ctx.clone()));
+    set.spawn(loadbalancer::run(ctx.clone()));
+    set.spawn(nodeipam::run(ctx.clone()));
     let _ = &ctx;
     while let Some(res) = set.join_next().await {
         res??;

@@ -76,6 +76,9 @@ struct ControllersArgs {
     /// Name of this replica in the leader-election Lease (default: hostname-pid).
     #[arg(long)]
     identity: Option<String>,
+    /// How long a node's Lease may go unrenewed before the node is marked Ready=Unknown.
+    #[arg(long, default_value = "40s", hide = true)]
+    node_monitor_grace_period: String,
 }
 
 async fn run_controllers(args: ControllersArgs) -> Result<()> {
@@ -85,6 +88,8 @@ async fn run_controllers(args: ControllersArgs) -> Result<()> {
     }
     config.cluster_cidr = skiff_controllers::context::parse_cidr(&args.cluster_cidr).map_err(anyhow::Error::msg)?;
     config.metrics_listen = args.metrics_listen;
+    config.node_monitor_grace = skiff_controllers::node_lifecycle::parse_duration(&args.node_monitor_grace_period)
+        .map_err(anyhow::Error::msg)?;
     if let Some(id) = args.identity {
         config.identity = id;
     }
