@@ -7,3 +7,4 @@
 pub mod fields;
 pub mod labels;
 pub mod names;
+pub mod service_view;

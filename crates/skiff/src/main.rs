@@ -29,6 +29,9 @@ enum Command {
     Controllers(ControllersArgs),
     /// Run benchmarks against a `skiff server` the benchmark starts itself.
     Bench(skiff_bench::Args),
+    /// Run the cluster DNS server (the Kubernetes DNS spec for the cluster zone, forwarding
+    /// for other names) against any Kubernetes API.
+    Dns(DnsArgs),
 }
 
 #[derive(clap::Args)]
@@ -97,6 +100,66 @@ async fn run_controllers(args: ControllersArgs) -> Result<()> {
     skiff_controllers::run(client, config).await
 }
 
+#[derive(clap::Args)]
+struct DnsArgs {
+    /// Kubeconfig of the API server to watch.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Address and port to answer on, over UDP and TCP.
+    #[arg(long, default_value = "0.0.0.0:53")]
+    listen: SocketAddr,
+    /// Upstream server for names outside the cluster zone (repeatable). Defaults to the
+    /// nameservers of /etc/resolv.conf.
+    #[arg(long = "upstream")]
+    upstreams: Vec<SocketAddr>,
+    /// The cluster domain.
+    #[arg(long, default_value = "cluster.local")]
+    zone: String,
+    /// TTL of cluster records (also the negative-caching TTL).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    ttl: u32,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// UDP worker threads (default: one per CPU).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    udp_workers: Option<u16>,
+    /// Answers for a-b-c-d.<ns>.pod.<zone> names.
+    #[arg(long, default_value = "insecure", value_parser = ["disabled", "insecure", "verified"])]
+    pods: String,
+    /// Turn off server-side search-path completion for known pods.
+    #[arg(long)]
+    no_autopath: bool,
+}
+
+async fn run_dns(args: DnsArgs) -> Result<()> {
+    let mut config = skiff_dns::DnsConfig::new(args.listen);
+    config.upstreams = if args.upstreams.is_empty() {
+        skiff_dns::resolv_conf_nameservers(std::path::Path::new("/etc/resolv.conf"))
+    } else {
+        args.upstreams
+    };
+    config.zone = args.zone;
+    config.ttl = args.ttl;
+    config.metrics_listen = args.metrics_listen;
+    if let Some(workers) = args.udp_workers {
+        config.udp_workers = usize::from(workers);
+    }
+    config.pods = match args.pods.as_str() {
+        "disabled" => skiff_dns::PodsMode::Disabled,
+        "verified" => skiff_dns::PodsMode::Verified,
+        _ => skiff_dns::PodsMode::Insecure,
+    };
+    config.autopath = !args.no_autopath;
+    let client = kube_client(&args.kubeconfig).await?;
+    let upstreams = format!("{:?}", config.upstreams);
+    skiff_dns::run(client, config, |bound| {
+        let metrics = bound.metrics.map(|m| m.to_string()).unwrap_or_default();
+        tracing::info!(listen = %bound.dns, metrics_listen = %metrics, %upstreams, "DNS server listening");
+    })
+    .await
+}
+
 /// A kube-rs client from a kubeconfig file.
 async fn kube_client(path: &std::path::Path) -> Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
@@ -123,6 +186,7 @@ fn main() -> Result<()> {
             Command::Server(args) => run_server(args).await,
             Command::Controllers(args) => run_controllers(args).await,
             Command::Bench(args) => skiff_bench::run(args).await,
+            Command::Dns(args) => run_dns(args).await,
         }
     })
 }
