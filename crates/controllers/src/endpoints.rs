@@ -118,20 +118,12 @@ impl Controller {
     }
 
     fn on_service(&self, change: Change<ServiceView>) {
-        let keys = match change {
-            Change::Applied(view) => self.state().membership.upsert_service(view),
-            Change::Deleted(view) => self.state().membership.remove_service(&view.key()),
-            Change::Relisted(views) => self.state().membership.replace_services(views),
-        };
+        let keys = self.state().membership.apply_service_change(change);
         self.queue.add_all(keys);
     }
 
     fn on_pod(&self, change: Change<PodView>) {
-        let keys = match change {
-            Change::Applied(view) => self.state().membership.upsert_pod(view),
-            Change::Deleted(view) => self.state().membership.remove_pod(&view.key()),
-            Change::Relisted(views) => self.state().membership.replace_pods(views),
-        };
+        let keys = self.state().membership.apply_pod_change(change);
         self.queue.add_all(keys);
     }
 

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::model::{ObjectKey, PodView, ServiceView};
+use super::watch::Change;
 
 /// namespace → label key → label value → object names.
 #[derive(Default)]
@@ -63,6 +64,25 @@ fn index_pair(service: &ServiceView) -> Option<(&String, &String)> {
 }
 
 impl Membership {
+    /// Applies one Service watch change; returns the Services to sync. Shared by the
+    /// EndpointSlice and Endpoints controllers, which follow Services the same way.
+    pub fn apply_service_change(&mut self, change: Change<ServiceView>) -> BTreeSet<ObjectKey> {
+        match change {
+            Change::Applied(view) => self.upsert_service(view),
+            Change::Deleted(view) => self.remove_service(&view.key()),
+            Change::Relisted(views) => self.replace_services(views),
+        }
+    }
+
+    /// Applies one Pod watch change; returns the Services whose endpoints may have changed.
+    pub fn apply_pod_change(&mut self, change: Change<PodView>) -> BTreeSet<ObjectKey> {
+        match change {
+            Change::Applied(view) => self.upsert_pod(view),
+            Change::Deleted(view) => self.remove_pod(&view.key()),
+            Change::Relisted(views) => self.replace_pods(views),
+        }
+    }
+
     pub fn service(&self, key: &ObjectKey) -> Option<&ServiceView> {
         self.services.get(key)
     }
