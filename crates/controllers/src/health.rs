@@ -83,15 +83,16 @@ impl Metrics {
     }
 }
 
-/// Serves the health and metrics endpoints until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) {
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(%addr, error = %e, "cannot listen for metrics");
-            return;
-        }
-    };
+/// Binds the health and metrics listener. The bound address is logged ("metrics listening"),
+/// which is how a caller that asked for port 0 learns the real port.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+    Ok(listener)
+}
+
+/// Serves the health and metrics endpoints on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else { continue };
         let metrics = metrics.clone();

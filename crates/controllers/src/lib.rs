@@ -29,14 +29,15 @@ pub mod leader;
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 pub use context::{Context, ControllerConfig};
 
 /// Runs the controllers until the process ends or leadership is lost.
 pub async fn run(client: kube::Client, config: ControllerConfig) -> Result<()> {
     let ctx = Arc::new(Context::new(client, config));
     if let Some(addr) = ctx.config.metrics_listen {
-        tokio::spawn(health::serve(addr, ctx.metrics.clone()));
+        let listener = health::bind(addr).await.with_context(|| format!("metrics listener on {addr}"))?;
+        tokio::spawn(health::serve(listener, ctx.metrics.clone()));
     }
     let lost = leader::acquire(ctx.clone()).await?;
     tracing::info!(identity = %ctx.config.identity, "became leader; starting controllers");

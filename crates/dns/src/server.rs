@@ -67,9 +67,8 @@ impl Drop for RunningServer {
 /// Binds `addr` on UDP (`workers` sockets sharing the port) and TCP, and starts serving.
 /// Must be called inside a tokio runtime.
 pub async fn start(addr: SocketAddr, workers: usize, shared: Shared) -> io::Result<RunningServer> {
-    let sockets = bind_udp(addr, workers.max(1))?;
+    let (sockets, listener) = bind_udp_and_tcp(addr, workers.max(1)).await?;
     let local_addr = sockets[0].local_addr()?;
-    let listener = TcpListener::bind(local_addr).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
     for (index, socket) in sockets.into_iter().enumerate() {
@@ -82,6 +81,24 @@ pub async fn start(addr: SocketAddr, workers: usize, shared: Shared) -> io::Resu
     }
     let tcp_task = tokio::spawn(serve_tcp(listener, shared, workers));
     Ok(RunningServer { local_addr, shutdown, tcp_task })
+}
+
+/// Binds UDP and TCP on one port. With port 0 the UDP socket picks the port and TCP must
+/// follow; that port can already be taken on TCP (an outgoing connection's ephemeral port,
+/// say), so the pair is retried on a fresh port rather than failing.
+async fn bind_udp_and_tcp(addr: SocketAddr, count: usize) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
+    const ATTEMPTS_WITH_ANY_PORT: usize = 32;
+    let attempts = if addr.port() == 0 { ATTEMPTS_WITH_ANY_PORT } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let sockets = bind_udp(addr, count)?;
+        match TcpListener::bind(sockets[0].local_addr()?).await {
+            Ok(listener) => return Ok((sockets, listener)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)))
 }
 
 /// `count` UDP sockets bound to the same address with `SO_REUSEPORT`.

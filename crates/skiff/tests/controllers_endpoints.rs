@@ -33,12 +33,8 @@ impl Cluster {
         server.apply(
             "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels:\n    topology.kubernetes.io/zone: zone-a\n",
         );
-        let metrics_port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            probe.local_addr().expect("address").port()
-        };
-        let listen = format!("127.0.0.1:{metrics_port}");
-        let controllers = server.start_controllers(&["--metrics-listen", &listen]);
+        let controllers = server.start_controllers(&["--metrics-listen", "127.0.0.1:0"]);
+        let metrics_port = controllers.metrics_addr().port();
         Cluster { server, metrics_port, _controllers: controllers }
     }
 

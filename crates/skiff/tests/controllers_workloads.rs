@@ -57,12 +57,8 @@ fn count(v: &Value) -> i64 {
 impl Cluster {
     fn start() -> Cluster {
         let server = TestServer::start();
-        let metrics_port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            probe.local_addr().expect("address").port()
-        };
-        let listen = format!("127.0.0.1:{metrics_port}");
-        let controllers = server.start_controllers(&["--metrics-listen", &listen]);
+        let controllers = server.start_controllers(&["--metrics-listen", "127.0.0.1:0"]);
+        let metrics_port = controllers.metrics_addr().port();
         Cluster { server, metrics_port, _controllers: controllers }
     }
 

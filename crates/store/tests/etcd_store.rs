@@ -7,15 +7,18 @@
 //! it they fail, they do not skip.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "support/ports.rs"]
+mod ports;
+
 use bytes::Bytes;
 use futures::StreamExt;
+use ports::free_ports;
 use skiff_store::etcd::{CompactionOptions, EtcdOptions, EtcdStore, COMPACT_REV_KEY, DEFAULT_PREFIX};
 use skiff_store::{
     Compare, Event, EventKind, Op, RangeOptions, Result, Revision, Store, StoreError, StoreExt, WatchResponse,
@@ -43,12 +46,6 @@ struct Etcd {
 
 fn etcd_binary() -> String {
     std::env::var("SKIFF_ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned())
-}
-
-/// Free loopback ports (all held until every one is picked, so they are distinct).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
 }
 
 impl Etcd {

@@ -3,10 +3,15 @@
 
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
+#[path = "../../../store/tests/support/ports.rs"]
+mod ports;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use ports::free_ports;
 
 pub struct TestServer {
     pub dir: tempfile::TempDir,
@@ -151,6 +156,24 @@ pub struct Controllers {
 impl Controllers {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The metrics address the controllers bound (started with `--metrics-listen
+    /// 127.0.0.1:0`), read from their "metrics listening" log line.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            let found = log
+                .lines()
+                .filter(|line| line.contains("metrics listening"))
+                .find_map(|line| line.split_whitespace().find_map(|word| word.strip_prefix("addr=")?.parse().ok()));
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "controllers never reported a metrics address; log:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -479,13 +502,6 @@ struct EtcdMember {
     client_url: String,
     child: Option<Child>,
     log: PathBuf,
-}
-
-/// Free loopback ports, all held until every one is picked so they are distinct.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
 }
 
 impl EtcdCluster {
