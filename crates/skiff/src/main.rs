@@ -32,6 +32,7 @@ enum Command {
     /// Run the cluster DNS server (the Kubernetes DNS spec for the cluster zone, forwarding
     /// for other names) against any Kubernetes API.
     Dns(DnsArgs),
+    // [subcommands]
 }
 
 #[derive(clap::Args)]
@@ -189,6 +190,7 @@ fn main() -> Result<()> {
             Command::Controllers(args) => run_controllers(args).await,
             Command::Bench(args) => skiff_bench::run(args).await,
             Command::Dns(args) => run_dns(args).await,
+            // [dispatch]
         }
     })
 }
