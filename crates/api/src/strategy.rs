@@ -20,6 +20,9 @@ pub enum WriteTarget {
     /// A Namespace's `/finalize`: only `.spec.finalizers`, the list the namespace controller
     /// empties once the namespace's content is gone.
     Finalize,
+    /// A Pod's `/binding`: the handler has already set `spec.nodeName`, the binding's
+    /// annotations and the PodScheduled condition on a copy of the stored pod; all of it is kept.
+    Binding,
 }
 
 /// Prepares a new object: resets status where upstream does, applies defaults.
@@ -53,7 +56,7 @@ pub fn prepare_for_update(def: &ResourceDef, target: WriteTarget, old: &Value, n
                 }
             }
         },
-        WriteTarget::Main => {}
+        WriteTarget::Main | WriteTarget::Binding => {}
         WriteTarget::Finalize => {
             let finalizers = new.pointer("/spec/finalizers").cloned();
             let rv = new.pointer("/metadata/resourceVersion").cloned();

@@ -21,6 +21,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod nodeipam;
 pub mod replicaset;
+pub mod scheduler;
 
 pub mod context;
 pub mod events;
@@ -62,6 +63,7 @@ async fn start_all(ctx: Arc<Context>) -> Result<()> {
     set.spawn(node_lifecycle::run(ctx.clone()));
     set.spawn(loadbalancer::run(ctx.clone()));
     set.spawn(nodeipam::run(ctx.clone()));
+    set.spawn(scheduler::run(ctx.clone()));
     let _ = &ctx;
     while let Some(res) = set.join_next().await {
         res??;

@@ -4,7 +4,9 @@
 //! - [`write`]: create, update, patch, delete, deletecollection
 //! - [`watch`]: watch streams
 //! - [`scale`]: the `/scale` subresource
+//! - [`binding`]: a Pod's `/binding` subresource (how a scheduler assigns a node)
 
+pub mod binding;
 pub mod read;
 pub mod scale;
 pub mod watch;
@@ -125,6 +127,9 @@ async fn dispatch(ctx: &Ctx, method: Method, req: Request<Incoming>) -> Result<R
     let sub = ctx.req.subresource.as_deref();
     match (sub, ctx.req.name.is_some(), &method) {
         (Some("scale"), true, _) => scale::handle(ctx, method, read_body(req).await?).await,
+        (Some("binding"), true, &Method::POST) if ctx.req.def.kind == "Pod" => {
+            binding::create(ctx, read_body(req).await?).await
+        }
         (Some("finalize"), true, &Method::PUT) if ctx.req.def.kind == "Namespace" => {
             write::update(ctx, read_body(req).await?).await
         }

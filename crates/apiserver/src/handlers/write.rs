@@ -195,6 +195,7 @@ fn target(ctx: &Ctx) -> WriteTarget {
     match ctx.req.subresource.as_deref() {
         Some("status") => WriteTarget::Status,
         Some("finalize") => WriteTarget::Finalize,
+        Some("binding") => WriteTarget::Binding,
         _ => WriteTarget::Main,
     }
 }
