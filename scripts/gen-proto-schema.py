@@ -51,6 +51,8 @@ ROOTS = [
     ("networking.k8s.io/v1", "Ingress", "k8s.io.api.networking.v1.Ingress"),
     ("networking.k8s.io/v1", "IngressClass", "k8s.io.api.networking.v1.IngressClass"),
     ("coordination.k8s.io/v1", "Lease", "k8s.io.api.coordination.v1.Lease"),
+    ("v1", "Binding", "k8s.io.api.core.v1.Binding"),
+    ("authentication.k8s.io/v1", "TokenRequest", "k8s.io.api.authentication.v1.TokenRequest"),
     ("*", "DeleteOptions", "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
 ]
 
@@ -84,6 +86,7 @@ PACKAGES = {
     "k8s.io.api.networking.v1": ("api", "networking/v1"),
     "k8s.io.api.coordination.v1": ("api", "coordination/v1"),
     "k8s.io.api.autoscaling.v1": ("api", "autoscaling/v1"),
+    "k8s.io.api.authentication.v1": ("api", "authentication/v1"),
     "k8s.io.apimachinery.pkg.apis.meta.v1": ("apimachinery", "pkg/apis/meta/v1"),
     "k8s.io.apimachinery.pkg.runtime": ("apimachinery", "pkg/runtime"),
     "k8s.io.apimachinery.pkg.runtime.schema": ("apimachinery", "pkg/runtime/schema"),

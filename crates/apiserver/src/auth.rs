@@ -37,23 +37,58 @@ pub struct TokenAuthenticator {
     key: hmac::Key,
 }
 
+/// Issuer and default audience of ServiceAccount tokens (as a kube-apiserver configured
+/// with `--service-account-issuer=https://kubernetes.default.svc.cluster.local`).
+pub const DEFAULT_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// What a ServiceAccount token says.
+pub struct TokenClaims<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub audiences: &'a [String],
+    /// Unix time after which the token is refused.
+    pub expires_at: Option<i64>,
+    /// Name and uid of the pod the token is bound to.
+    pub pod: Option<(&'a str, &'a str)>,
+}
+
 impl TokenAuthenticator {
     pub fn new(admin_token: String, signing_key: &[u8]) -> Self {
         TokenAuthenticator { admin_token, key: hmac::Key::new(hmac::HMAC_SHA256, signing_key) }
     }
 
-    /// Issues a ServiceAccount token (what pods find in
-    /// `/var/run/secrets/kubernetes.io/serviceaccount/token`).
+    /// Issues a ServiceAccount token that does not expire (the legacy Secret-style token).
     pub fn issue_service_account_token(&self, namespace: &str, name: &str, uid: &str) -> String {
+        self.issue(&TokenClaims { namespace, name, uid, audiences: &[], expires_at: None, pod: None })
+    }
+
+    /// Issues a ServiceAccount token (what pods find in
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/token`), with the claims upstream's
+    /// TokenRequest puts in: audiences, expiry, and the pod it is bound to.
+    pub fn issue(&self, claims: &TokenClaims) -> String {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims = json!({
-            "iss": "https://kubernetes.default.svc.cluster.local",
-            "sub": format!("system:serviceaccount:{namespace}:{name}"),
-            "aud": ["https://kubernetes.default.svc.cluster.local"],
-            "iat": chrono::Utc::now().timestamp(),
-            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": uid}},
+        let now = chrono::Utc::now().timestamp();
+        let audiences: Vec<&str> = if claims.audiences.is_empty() {
+            vec![DEFAULT_AUDIENCE]
+        } else {
+            claims.audiences.iter().map(String::as_str).collect()
+        };
+        let mut body = json!({
+            "iss": DEFAULT_AUDIENCE,
+            "sub": format!("system:serviceaccount:{}:{}", claims.namespace, claims.name),
+            "aud": audiences,
+            "iat": now,
+            "nbf": now,
+            "kubernetes.io": {"namespace": claims.namespace, "serviceaccount": {"name": claims.name, "uid": claims.uid}},
         });
-        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        if let Some(exp) = claims.expires_at {
+            body["exp"] = json!(exp);
+        }
+        if let Some((pod, pod_uid)) = claims.pod {
+            body["kubernetes.io"]["pod"] = json!({"name": pod, "uid": pod_uid});
+        }
+        let payload = URL_SAFE_NO_PAD.encode(body.to_string());
         let signing_input = format!("{header}.{payload}");
         let sig = hmac::sign(&self.key, signing_input.as_bytes());
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
@@ -73,6 +108,9 @@ impl TokenAuthenticator {
         hmac::verify(&self.key, signing_input.as_bytes(), &sig).ok()?;
         let payload = signing_input.split('.').nth(1)?;
         let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        if claims.get("exp").and_then(Value::as_i64).is_some_and(|exp| chrono::Utc::now().timestamp() >= exp) {
+            return None;
+        }
         let sub = claims.get("sub")?.as_str()?.to_string();
         let namespace = claims.pointer("/kubernetes.io/namespace").and_then(Value::as_str).unwrap_or("");
         Some(Identity {
@@ -105,5 +143,21 @@ mod tests {
         assert!(auth.authenticate(&bad).is_none());
         assert!(auth.authenticate("garbage").is_none());
         assert_eq!(auth.authenticate("admintoken").unwrap().user, crate::pki::ADMIN_USER);
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let auth = TokenAuthenticator::new(String::new(), b"0123456789abcdef0123456789abcdef");
+        let claims = |expires_at| TokenClaims {
+            namespace: "ns",
+            name: "sa",
+            uid: "u",
+            audiences: &[],
+            expires_at: Some(expires_at),
+            pod: Some(("p", "pu")),
+        };
+        let now = chrono::Utc::now().timestamp();
+        assert!(auth.authenticate(&auth.issue(&claims(now + 600))).is_some());
+        assert!(auth.authenticate(&auth.issue(&claims(now - 1))).is_none());
     }
 }

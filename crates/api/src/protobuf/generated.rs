@@ -26,6 +26,8 @@ pub(super) static ROOTS: &[Root] = &[
     Root { api_version: "networking.k8s.io/v1", kind: "Ingress", message: &NETWORKING_V1_INGRESS },
     Root { api_version: "networking.k8s.io/v1", kind: "IngressClass", message: &NETWORKING_V1_INGRESS_CLASS },
     Root { api_version: "coordination.k8s.io/v1", kind: "Lease", message: &COORDINATION_V1_LEASE },
+    Root { api_version: "v1", kind: "Binding", message: &CORE_V1_BINDING },
+    Root { api_version: "authentication.k8s.io/v1", kind: "TokenRequest", message: &AUTHENTICATION_V1_TOKEN_REQUEST },
     Root { api_version: "*", kind: "DeleteOptions", message: &META_V1_DELETE_OPTIONS },
 ];
 
@@ -184,6 +186,23 @@ pub(super) static COORDINATION_V1_LEASE: Message = Message {
     fields: &[
         value(1, "metadata", Struct(&META_V1_OBJECT_META), Omit),
         value(2, "spec", Struct(&COORDINATION_V1_LEASE_SPEC), Omit),
+    ],
+};
+
+pub(super) static CORE_V1_BINDING: Message = Message {
+    name: "k8s.io.api.core.v1.Binding",
+    fields: &[
+        value(1, "metadata", Struct(&META_V1_OBJECT_META), Omit),
+        value(2, "target", Struct(&CORE_V1_OBJECT_REFERENCE), Keep),
+    ],
+};
+
+pub(super) static AUTHENTICATION_V1_TOKEN_REQUEST: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenRequest",
+    fields: &[
+        value(1, "metadata", Struct(&META_V1_OBJECT_META), Omit),
+        value(2, "spec", Struct(&AUTHENTICATION_V1_TOKEN_REQUEST_SPEC), Keep),
+        value(3, "status", Struct(&AUTHENTICATION_V1_TOKEN_REQUEST_STATUS), Omit),
     ],
 };
 
@@ -541,6 +560,23 @@ pub(super) static COORDINATION_V1_LEASE_SPEC: Message = Message {
         pointer(5, "leaseTransitions", Int32, Omit),
         pointer(6, "strategy", String, Omit),
         pointer(7, "preferredHolder", String, Omit),
+    ],
+};
+
+pub(super) static AUTHENTICATION_V1_TOKEN_REQUEST_SPEC: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenRequestSpec",
+    fields: &[
+        list(1, "audiences", String, Keep),
+        pointer(4, "expirationSeconds", Int64, Keep),
+        pointer(3, "boundObjectRef", Struct(&AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE), Keep),
+    ],
+};
+
+pub(super) static AUTHENTICATION_V1_TOKEN_REQUEST_STATUS: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenRequestStatus",
+    fields: &[
+        value(1, "token", String, Keep),
+        value(2, "expirationTimestamp", Time, Keep),
     ],
 };
 
@@ -1062,6 +1098,16 @@ pub(super) static NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE: Message = Me
         value(3, "name", String, Keep),
         pointer(4, "scope", String, Keep),
         pointer(5, "namespace", String, Omit),
+    ],
+};
+
+pub(super) static AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Message = Message {
+    name: "k8s.io.api.authentication.v1.BoundObjectReference",
+    fields: &[
+        value(1, "kind", String, Omit),
+        value(2, "apiVersion", String, Omit),
+        value(3, "name", String, Omit),
+        value(4, "uid", String, Omit),
     ],
 };
 

@@ -5,10 +5,12 @@
 //! - [`watch`]: watch streams
 //! - [`scale`]: the `/scale` subresource
 //! - [`binding`]: a Pod's `/binding` subresource (how a scheduler assigns a node)
+//! - [`token_request`]: a ServiceAccount's `/token` subresource (tokens for pods)
 
 pub mod binding;
 pub mod read;
 pub mod scale;
+pub mod token_request;
 pub mod watch;
 pub mod write;
 
@@ -129,6 +131,9 @@ async fn dispatch(ctx: &Ctx, method: Method, req: Request<Incoming>) -> Result<R
         (Some("scale"), true, _) => scale::handle(ctx, method, read_body(req).await?).await,
         (Some("binding"), true, &Method::POST) if ctx.req.def.kind == "Pod" => {
             binding::create(ctx, read_body(req).await?).await
+        }
+        (Some("token"), true, &Method::POST) if ctx.req.def.kind == "ServiceAccount" => {
+            token_request::create(ctx, read_body(req).await?).await
         }
         (Some("finalize"), true, &Method::PUT) if ctx.req.def.kind == "Namespace" => {
             write::update(ctx, read_body(req).await?).await
