@@ -107,6 +107,16 @@ pub fn issue_client_cert(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// The user the API server presents to node agents when it proxies logs, exec and
+/// port-forward to their kubelet API (kube-apiserver's conventional name for it).
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
+/// Issues the API server's client certificate for node agents' kubelet API: CN
+/// [`KUBELET_CLIENT_USER`], O `system:masters`, signed by the cluster CA they trust.
+pub fn issue_kubelet_client_cert(ca_cert_pem: &str, ca_key_pem: &str) -> Result<(String, String)> {
+    issue_client_cert(ca_cert_pem, ca_key_pem, KUBELET_CLIENT_USER, Some(ADMIN_GROUP))
+}
+
 impl Pki {
     /// Loads the PKI under `<data_dir>/pki`, creating what is missing, and issues a serving
     /// certificate valid for `hosts` (DNS names or IPs).

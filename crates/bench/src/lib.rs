@@ -8,11 +8,13 @@
 //! - [`client`]: a thin HTTP/2-over-TLS client with the server's CA and admin token
 //! - [`server`]: starting, probing and stopping the server under test
 //! - [`scenarios`]: one module per measurement
+//! - [`proxy`]: `skiff bench proxy`, the service proxy's sync times against kube-proxy-style rulesets
 //! - [`report`]: the table and the JSON line
 //! - [`stats`] (percentiles) and [`procfs`] (memory and CPU time of a process)
 
 pub mod client;
 pub mod procfs;
+pub mod proxy;
 pub mod report;
 pub mod scenarios;
 pub mod server;
@@ -38,6 +40,9 @@ pub enum BenchCommand {
     /// stops it and removes its data at the end. Prints a Markdown table with the targets,
     /// then one JSON line with every number.
     Api(ApiArgs),
+    /// Benchmark the service proxy: full sync and one-change latency of N Services × M
+    /// endpoints in throwaway network namespaces, against kube-proxy-style rulesets.
+    Proxy(proxy::ProxyArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -87,5 +92,6 @@ pub async fn run(args: Args) -> Result<()> {
             println!("{}", report.json_line());
             Ok(())
         }
+        BenchCommand::Proxy(proxy) => tokio::task::spawn_blocking(move || proxy::run(&proxy)).await?,
     }
 }

@@ -80,7 +80,7 @@ fn dns_deployment() -> serde_json::Value {
                     "containers": [{
                         "name": "dns",
                         "image": SKIFF_IMAGE,
-                        "command": ["skiff", "dns", "--listen", "0.0.0.0:53", "--metrics-listen", "0.0.0.0:9153"],
+                        "args": ["dns", "--listen", "0.0.0.0:53", "--metrics-listen", "0.0.0.0:9153"],
                         "ports": [
                             {"name": "dns", "containerPort": 53, "protocol": "UDP"},
                             {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},

@@ -142,10 +142,14 @@ fn build_network(layout: &Layout) -> Result<()> {
         netns::ip(Some(&node_ns), &["link", "set", "eth0", "up"])?;
         netns::sysctl(Some(&node_ns), "net.ipv4.ip_forward", "1")?;
     }
-    let mut route = vec!["route", "replace", layout::LB_ROUTE];
+    // LoadBalancer addresses and ClusterIPs are routed to the nodes (ECMP), whose proxies
+    // answer them, so clients on the node network (`skiff run`) reach both.
     let hops = layout.all_nodes_nexthops();
-    route.extend(hops.iter().map(String::as_str));
-    netns::ip(sb, &route)?;
+    for destination in [layout::LB_ROUTE, layout::SERVICE_CIDR] {
+        let mut route = vec!["route", "replace", destination];
+        route.extend(hops.iter().map(String::as_str));
+        netns::ip(sb, &route)?;
+    }
     Ok(())
 }
 

@@ -174,6 +174,8 @@ pub struct Service {
     pub internal_traffic_policy: TrafficPolicy,
     /// `sessionAffinity: ClientIP` timeout in seconds, `None` without affinity.
     pub session_affinity_timeout: Option<u32>,
+    /// `spec.healthCheckNodePort` (LoadBalancer Services with externalTrafficPolicy Local), 0 if none.
+    pub health_check_node_port: u16,
 }
 
 /// Default `sessionAffinityConfig.clientIP.timeoutSeconds` (three hours).
@@ -226,6 +228,11 @@ impl Service {
             external_traffic_policy: TrafficPolicy::parse(spec.get("externalTrafficPolicy")),
             internal_traffic_policy: TrafficPolicy::parse(spec.get("internalTrafficPolicy")),
             session_affinity_timeout: affinity,
+            health_check_node_port: spec
+                .get("healthCheckNodePort")
+                .and_then(Value::as_u64)
+                .and_then(|n| u16::try_from(n).ok())
+                .unwrap_or(0),
         };
         // Collected vectors start with spare room; views hold thousands of these.
         service.cluster_ips.shrink_to_fit();
@@ -615,6 +622,7 @@ mod tests {
         assert_eq!(s.external_traffic_policy, TrafficPolicy::Local);
         assert_eq!(s.internal_traffic_policy, TrafficPolicy::Cluster);
         assert_eq!(s.session_affinity_timeout, Some(DEFAULT_AFFINITY_TIMEOUT));
+        assert_eq!(s.health_check_node_port, 0);
         assert_eq!(s.load_balancer_ips, vec!["172.30.255.1".parse::<IpAddr>().unwrap()]);
     }
 

@@ -32,6 +32,28 @@ enum Command {
     /// Run the cluster DNS server (the Kubernetes DNS spec for the cluster zone, forwarding
     /// for other names) against any Kubernetes API.
     Dns(DnsArgs),
+    /// Run a built-in program for a well-known image (`agnhost …`, `nginx`, `pause`); the node
+    /// agent runs these inside pods.
+    #[command(hide = true)]
+    Builtin(skiff_agnhost::Args),
+    /// Start a local multi-node cluster in network namespaces (needs root).
+    Up(skiff_cluster::UpArgs),
+    /// Remove what a `skiff up` left behind (or stop a running one).
+    Down(skiff_cluster::DownArgs),
+    /// Run a command inside a local cluster's node network with KUBECONFIG set.
+    Run(skiff_cluster::RunArgs),
+    /// Run the service proxy (kube-proxy's job) in this network namespace: nftables
+    /// (default), iptables or userspace mode.
+    Proxy(skiff_proxy::Args),
+    /// Run the node agent: register this Node and run the pods bound to it as processes in
+    /// their own network namespaces (start it in the node's network namespace).
+    Agent(skiff_node::Args),
+    /// Supervise one container process (started by `skiff agent`).
+    #[command(hide = true)]
+    Shim(skiff_node::ShimArgs),
+    /// Run the Ingress controller (networking.k8s.io/v1, IngressClass `skiff`): an HTTP/1.1,
+    /// HTTP/2 and TLS proxy to EndpointSlice addresses, updated without reloads.
+    Ingress(skiff_ingress::Args),
     // [subcommands]
 }
 
@@ -103,9 +125,10 @@ async fn run_controllers(args: ControllersArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 struct DnsArgs {
-    /// Kubeconfig of the API server to watch.
+    /// Kubeconfig of the API server to watch. Without one (in a pod), the in-cluster
+    /// configuration: the mounted ServiceAccount token and KUBERNETES_SERVICE_HOST/PORT.
     #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: PathBuf,
+    kubeconfig: Option<PathBuf>,
     /// Address and port to answer on, over UDP and TCP.
     #[arg(long, default_value = "0.0.0.0:53")]
     listen: SocketAddr,
@@ -152,13 +175,26 @@ async fn run_dns(args: DnsArgs) -> Result<()> {
         _ => skiff_dns::PodsMode::Insecure,
     };
     config.autopath = !args.no_autopath;
-    let client = kube_client(&args.kubeconfig).await?;
+    let client = kube_client_or_in_cluster(args.kubeconfig.as_deref()).await?;
     let upstreams = format!("{:?}", config.upstreams);
     skiff_dns::run(client, config, |bound| {
         let metrics = bound.metrics.map(|m| m.to_string()).unwrap_or_default();
         tracing::info!(listen = %bound.dns, metrics_listen = %metrics, %upstreams, "DNS server listening");
     })
     .await
+}
+
+/// A kube-rs client from a kubeconfig file or, without one, the in-cluster configuration
+/// (how upstream components find the API when they run as pods).
+async fn kube_client_or_in_cluster(path: Option<&std::path::Path>) -> Result<kube::Client> {
+    match path {
+        Some(path) => kube_client(path).await,
+        None => {
+            let config = kube::Config::incluster()
+                .map_err(|e| anyhow::anyhow!("no --kubeconfig and no in-cluster configuration: {e}"))?;
+            Ok(kube::Client::try_from(config)?)
+        }
+    }
 }
 
 /// A kube-rs client from a kubeconfig file.
@@ -190,6 +226,25 @@ fn main() -> Result<()> {
             Command::Controllers(args) => run_controllers(args).await,
             Command::Bench(args) => skiff_bench::run(args).await,
             Command::Dns(args) => run_dns(args).await,
+            Command::Builtin(args) => skiff_agnhost::run(args).await,
+            // Cluster commands block: `up` runs its own runtime on a thread that first enters
+            // the cluster's sandbox namespace, `run` replaces this process.
+            Command::Up(args) => skiff_cluster::up(args),
+            Command::Down(args) => skiff_cluster::down(args),
+            Command::Run(args) => skiff_cluster::run(args),
+            Command::Proxy(args) => {
+                let client = kube_client(&args.kubeconfig).await?;
+                skiff_proxy::run(client, args).await
+            }
+            Command::Agent(args) => {
+                let client = kube_client(&args.kubeconfig).await?;
+                skiff_node::run(client, args).await
+            }
+            Command::Shim(args) => skiff_node::shim::run(args),
+            Command::Ingress(args) => {
+                let client = kube_client(&args.kubeconfig).await?;
+                skiff_ingress::run(client, args).await
+            }
             // [dispatch]
         }
     })

@@ -6,8 +6,10 @@
 //! - [`scale`]: the `/scale` subresource
 //! - [`binding`]: a Pod's `/binding` subresource (how a scheduler assigns a node)
 //! - [`token_request`]: a ServiceAccount's `/token` subresource (tokens for pods)
+//! - [`pod_streams`]: a Pod's `/log`, `/exec`, `/portforward`, proxied to its node's agent
 
 pub mod binding;
+pub mod pod_streams;
 pub mod read;
 pub mod scale;
 pub mod token_request;
@@ -137,6 +139,9 @@ async fn dispatch(ctx: &Ctx, method: Method, req: Request<Incoming>) -> Result<R
         }
         (Some("finalize"), true, &Method::PUT) if ctx.req.def.kind == "Namespace" => {
             write::update(ctx, read_body(req).await?).await
+        }
+        (Some(s), true, _) if ctx.req.def.kind == "Pod" && pod_streams::SUBRESOURCES.contains(&s) => {
+            pod_streams::handle(ctx, method, req).await
         }
         (Some(s), _, _) if s != "status" => {
             Err(ApiError::NotFound(ctx.req.def.subject(ctx.req.name.as_deref().unwrap_or(""))))

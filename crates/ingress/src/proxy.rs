@@ -1,0 +1,528 @@
+//! The request path: route lookup, annotation checks, endpoint choice, forwarding.
+//!
+//! Request framing is hyper's: a request with both Content-Length and Transfer-Encoding is
+//! read as chunked, Content-Length is dropped and the connection is closed after the response
+//! (RFC 9112 §6.1), so bytes smuggled after the chunked body are never read as a request.
+//!
+//! Order of checks for a request (ingress-nginx's order where it has one): route (or built-in 404) → source allow-list (403) → permanent/temporal redirect →
+//! HTTPS redirect (308) → CORS preflight → body size (413) → canary → affinity or round
+//! robin → forward (a failed connect of a bodiless idempotent request moves to the next
+//! endpoint) → response headers (affinity cookie, CORS) → WebSocket bridge on 101.
+
+use std::convert::Infallible;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
+
+use crate::annotations::{Affinity, BackendProtocol, Cors};
+use crate::body::{Guarded, ProxyBody};
+use crate::metrics::Metrics;
+use crate::routes::{normalize_host, Backend, Canary, Route, RouteTable};
+use crate::snapshot::Snapshot;
+use crate::upstream::Upstreams;
+
+/// How many endpoints a request with a failed connect tries in total.
+const CONNECT_ATTEMPTS: usize = 3;
+
+/// The connection a request arrived on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// The port the client connected to (`X-Forwarded-Port`).
+    pub local_port: u16,
+    pub tls: bool,
+}
+
+/// Everything the request path needs; shared by all connections.
+pub struct Proxy {
+    pub routes: Arc<Snapshot<RouteTable>>,
+    pub upstreams: Upstreams,
+    pub metrics: Arc<Metrics>,
+    /// Port for `https://` redirects (omitted from the URL when 443).
+    pub https_port: u16,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static PROXY: HeaderName = HeaderName::from_static("proxy");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+impl Proxy {
+    /// Answers one request; never fails (errors become 4xx/5xx responses).
+    pub async fn handle(&self, conn: ConnInfo, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+        let routes = self.routes.load();
+        let host_raw = request_host(&req);
+        let host = normalize_host(&host_raw);
+        let Some(route) = routes.find(&host, req.uri().path()) else {
+            self.metrics.unrouted.record(404);
+            return Ok(local(StatusCode::NOT_FOUND, "default backend - 404\n"));
+        };
+        let response = self.handle_routed(conn, req, route, &host_raw, &host).await;
+        route.counters.record(response.status().as_u16());
+        Ok(response)
+    }
+
+    async fn handle_routed(
+        &self,
+        conn: ConnInfo,
+        mut req: Request<Incoming>,
+        route: &Route,
+        host_raw: &str,
+        host: &str,
+    ) -> Response<ProxyBody> {
+        let policy = &*route.policy;
+        if let Some(allowed) = &policy.allow_sources {
+            if !allowed.iter().any(|c| c.contains(conn.remote.ip())) {
+                return local(StatusCode::FORBIDDEN, "403 Forbidden\n");
+            }
+        }
+        if let Some((code, location)) = &policy.redirect {
+            return redirect(*code, location);
+        }
+        if !conn.tls && (policy.force_ssl_redirect || (route.tls && policy.ssl_redirect)) {
+            let port = if self.https_port == 443 { String::new() } else { format!(":{}", self.https_port) };
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            return redirect(308, &format!("https://{host}{port}{target}"));
+        }
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        if let Some(cors) = &policy.cors {
+            if req.method() == Method::OPTIONS {
+                let mut resp = Response::new(ProxyBody::Empty);
+                *resp.status_mut() = StatusCode::NO_CONTENT;
+                add_cors(resp.headers_mut(), cors, origin.as_ref(), true);
+                return resp;
+            }
+        }
+        let too_large = declared_length(req.headers()).zip(policy.body_limit).is_some_and(|(len, limit)| len > limit);
+        if too_large {
+            return local(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large\n");
+        }
+        let backend = choose_backend(route, &req);
+        let (endpoint, new_cookie) = match &policy.affinity {
+            Some(affinity) => match sticky_endpoint(backend, affinity, req.headers()) {
+                Some(ep) => (Some(ep), false),
+                None => (backend.pick(), true),
+            },
+            None => (backend.pick(), false),
+        };
+        let Some(endpoint) = endpoint else {
+            return local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n");
+        };
+        let upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let path = route.upstream_path(req.uri().path());
+        let overflow = Arc::new(AtomicBool::new(false));
+        let (parts, body) = req.into_parts();
+        // Only bodiless idempotent requests are retried, and only when there is another endpoint
+        // to try (the headers are kept for the retry, which costs a copy).
+        let retryable = body.is_end_stream() && is_idempotent(&parts.method) && backend.endpoints.len() > 1;
+        let body = if body.is_end_stream() {
+            ProxyBody::Empty
+        } else {
+            let guarded = Guarded::new(body, Some(policy.send_timeout));
+            ProxyBody::Stream(match policy.body_limit {
+                Some(limit) => guarded.with_limit(limit, overflow.clone()),
+                None => guarded,
+            })
+        };
+        let path_and_query = match (&path, parts.uri.query()) {
+            (Some(p), Some(q)) => format!("{p}?{q}"),
+            (Some(p), None) => p.clone(),
+            (None, _) => parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        };
+        let mut headers = parts.headers;
+        forward_headers(&mut headers, conn, host_raw, upgrade.is_some());
+        let client = self.upstreams.client(route.protocol, policy.connect_timeout);
+        let scheme = match route.protocol {
+            BackendProtocol::Http | BackendProtocol::Grpc => "http",
+            BackendProtocol::Https | BackendProtocol::Grpcs => "https",
+        };
+        let version = match route.protocol {
+            BackendProtocol::Grpc | BackendProtocol::Grpcs => Version::HTTP_2,
+            _ => Version::HTTP_11,
+        };
+        let started = Instant::now();
+        // proxy-read-timeout bounds the wait for the response head. The connect has its own
+        // (shorter by default) limit in the connector.
+        let deadline = policy.read_timeout;
+        let mut body = Some(body);
+        let mut target = endpoint;
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            let Ok(uri) = format!("{scheme}://{target}{path_and_query}").parse::<http::Uri>() else {
+                return local(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+            };
+            let mut upstream_req = Request::new(body.take().unwrap_or(ProxyBody::Empty));
+            *upstream_req.method_mut() = parts.method.clone();
+            *upstream_req.uri_mut() = uri;
+            *upstream_req.version_mut() = version;
+            *upstream_req.headers_mut() = if retryable { headers.clone() } else { std::mem::take(&mut headers) };
+            match tokio::time::timeout(deadline, client.request(upstream_req)).await {
+                Ok(Err(e)) if e.is_connect() && retryable && attempt < CONNECT_ATTEMPTS => {
+                    match backend.after(endpoint, attempt) {
+                        Some(next) => {
+                            tracing::debug!(failed = %target, next = %next, error = %e, "connect failed; retrying");
+                            self.metrics.connect_retries.fetch_add(1, Ordering::Relaxed);
+                            target = next;
+                        }
+                        None => break Ok(Err(e)),
+                    }
+                }
+                other => break other,
+            }
+        };
+        let mut resp = match result {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                self.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                if overflow.load(Ordering::Relaxed) {
+                    return local(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large\n");
+                }
+                tracing::debug!(backend = %backend.name, endpoint = %target, error = %e, "upstream request failed");
+                return local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+            }
+            Err(_) => {
+                self.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                return local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n");
+            }
+        };
+        self.metrics.observe_upstream(started.elapsed().as_secs_f64());
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            if let Some(client_side) = upgrade {
+                let upstream_side = hyper::upgrade::on(&mut resp);
+                tokio::spawn(bridge(client_side, upstream_side));
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, switching);
+        if new_cookie {
+            if let Some(affinity) = &policy.affinity {
+                if let Ok(value) = HeaderValue::from_str(&set_cookie(affinity, target, &route.path)) {
+                    parts.headers.append(header::SET_COOKIE, value);
+                }
+            }
+        }
+        if let Some(cors) = &policy.cors {
+            add_cors(&mut parts.headers, cors, origin.as_ref(), false);
+        }
+        let body =
+            if switching { ProxyBody::Empty } else { ProxyBody::Stream(Guarded::new(body, Some(policy.read_timeout))) };
+        Response::from_parts(parts, body)
+    }
+}
+
+/// The Host the client asked for: the Host header, or the `:authority` of an HTTP/2 request.
+fn request_host(req: &Request<Incoming>) -> String {
+    if let Some(host) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) {
+        return host.to_owned();
+    }
+    req.uri().authority().map(|a| a.as_str().to_owned()).unwrap_or_default()
+}
+
+fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::text(Bytes::from_static(text.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+fn redirect(code: u16, location: &str) -> Response<ProxyBody> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+    let mut resp = local(status, "redirect\n");
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            resp.headers_mut().insert(header::LOCATION, value);
+            resp
+        }
+        Err(_) => local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The value of cookie `name` in the request, if sent.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The main backend, or the canary one when the canary rules say so (header, then cookie,
+/// then weight).
+fn choose_backend<'a>(route: &'a Route, req: &Request<Incoming>) -> &'a Backend {
+    match &route.canary {
+        Some(canary) if !canary.backend.endpoints.is_empty() && use_canary(canary, req.headers()) => &canary.backend,
+        _ => &route.backend,
+    }
+}
+
+fn use_canary(canary: &Canary, headers: &HeaderMap) -> bool {
+    let rules = &canary.rules;
+    if let Some(value) = rules.by_header.as_ref().and_then(|h| headers.get(h.as_str())).and_then(|v| v.to_str().ok()) {
+        if let Some(wanted) = &rules.header_value {
+            if value == wanted {
+                return true;
+            }
+        } else if let Some(pattern) = &canary.header_pattern {
+            if pattern.is_match(value) {
+                return true;
+            }
+        } else if value == "always" {
+            return true;
+        } else if value == "never" {
+            return false;
+        }
+    }
+    if let Some(value) = rules.by_cookie.as_ref().and_then(|name| cookie(headers, name)) {
+        match value {
+            "always" => return true,
+            "never" => return false,
+            _ => {}
+        }
+    }
+    rules.weight > 0 && rand::random_range(0..rules.weight_total.max(1)) < rules.weight
+}
+
+/// The endpoint an affinity cookie names, if it is still an endpoint of `backend`.
+fn sticky_endpoint(backend: &Backend, affinity: &Affinity, headers: &HeaderMap) -> Option<SocketAddr> {
+    let token = cookie(headers, &affinity.cookie_name)?;
+    backend.endpoints.iter().copied().find(|ep| endpoint_token(*ep) == token)
+}
+
+/// The affinity cookie value naming an endpoint: a stable hash of its address, so sessions
+/// survive route-table swaps and controller restarts without shared state.
+fn endpoint_token(endpoint: SocketAddr) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    endpoint.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn set_cookie(affinity: &Affinity, endpoint: SocketAddr, route_path: &str) -> String {
+    let path = affinity.path.as_deref().unwrap_or(route_path);
+    let mut cookie = format!("{}={}; Path={path}", affinity.cookie_name, endpoint_token(endpoint));
+    if let Some(domain) = &affinity.domain {
+        cookie.push_str(&format!("; Domain={domain}"));
+    }
+    if let Some(expires) = affinity.expires {
+        let at = chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(expires).unwrap_or(i64::MAX / 2_000));
+        cookie.push_str(&format!("; Expires={}", at.format("%a, %d %b %Y %H:%M:%S GMT")));
+    }
+    if let Some(max_age) = affinity.max_age {
+        cookie.push_str(&format!("; Max-Age={max_age}"));
+    }
+    if affinity.secure {
+        cookie.push_str("; Secure");
+    }
+    cookie.push_str("; HttpOnly");
+    if let Some(samesite) = &affinity.samesite {
+        cookie.push_str(&format!("; SameSite={samesite}"));
+    }
+    cookie
+}
+
+/// Rewrites request headers for the upstream as ingress-nginx does (incoming
+/// `X-Forwarded-*` are not trusted: they are replaced, the old XFF kept as
+/// `X-Original-Forwarded-For`).
+fn forward_headers(headers: &mut HeaderMap, conn: ConnInfo, host_raw: &str, upgrade: bool) {
+    let upgrade_value = if upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    strip_hop_by_hop(headers, false);
+    if let Some(value) = upgrade_value {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, value);
+    }
+    headers.remove(&PROXY);
+    if !headers.contains_key(header::HOST) {
+        if let Ok(value) = HeaderValue::from_str(host_raw) {
+            headers.insert(header::HOST, value);
+        }
+    }
+    let remote = HeaderValue::from(IpHeader(conn.remote.ip()));
+    if let Some(original) = headers.remove(&X_FORWARDED_FOR) {
+        headers.insert(X_ORIGINAL_FORWARDED_FOR.clone(), original);
+    }
+    headers.insert(X_FORWARDED_FOR.clone(), remote.clone());
+    headers.insert(X_REAL_IP.clone(), remote);
+    if let Ok(value) = HeaderValue::from_str(host_raw) {
+        headers.insert(X_FORWARDED_HOST.clone(), value);
+    }
+    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(conn.local_port));
+    let scheme = HeaderValue::from_static(if conn.tls { "https" } else { "http" });
+    headers.insert(X_FORWARDED_PROTO.clone(), scheme.clone());
+    headers.insert(X_SCHEME.clone(), scheme);
+    if !headers.contains_key(&X_REQUEST_ID) {
+        let id = format!("{:032x}", rand::random::<u128>());
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert(X_REQUEST_ID.clone(), value);
+        }
+    }
+}
+
+struct IpHeader(IpAddr);
+
+impl From<IpHeader> for HeaderValue {
+    fn from(ip: IpHeader) -> HeaderValue {
+        HeaderValue::from_str(&ip.0.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    }
+}
+
+/// Removes connection-scoped headers (and those the Connection header names). `TE:
+/// trailers` survives (gRPC needs it); on a 101 response Upgrade/Connection are kept.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if !keep_upgrade {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::TRAILER);
+    if headers.get(header::TE).is_some_and(|v| v != "trailers") {
+        headers.remove(header::TE);
+    }
+}
+
+fn add_cors(headers: &mut HeaderMap, cors: &Cors, origin: Option<&HeaderValue>, preflight: bool) {
+    let allowed_origin = match origin.and_then(|o| o.to_str().ok()) {
+        _ if cors.origins.iter().any(|o| o == "*") => Some("*".to_owned()),
+        Some(o) if cors.origins.iter().any(|allowed| origin_allowed(allowed, o)) => Some(o.to_owned()),
+        _ => None,
+    };
+    let Some(allowed_origin) = allowed_origin.and_then(|o| HeaderValue::from_str(&o).ok()) else { return };
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed_origin);
+    if cors.credentials {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
+    if let Some(expose) = cors.expose_headers.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose);
+    }
+    if preflight {
+        if let Ok(v) = HeaderValue::from_str(&cors.methods) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&cors.headers) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+        }
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(cors.max_age));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+}
+
+/// `https://*.example.com` allows any subdomain of example.com with that scheme.
+fn origin_allowed(allowed: &str, origin: &str) -> bool {
+    if allowed == origin {
+        return true;
+    }
+    match (allowed.split_once("://*."), origin.split_once("://")) {
+        (Some((scheme, suffix)), Some((o_scheme, o_host))) => {
+            scheme == o_scheme && o_host.len() > suffix.len() + 1 && o_host.ends_with(&format!(".{suffix}"))
+        }
+        _ => false,
+    }
+}
+
+/// Copies bytes both ways between an upgraded client connection and the upstream one
+/// (WebSocket). It owns both ends, so it outlives any route-table swap.
+async fn bridge(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        (c, u) => {
+            tracing::debug!(client_ok = c.is_ok(), upstream_ok = u.is_ok(), "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_and_tokens() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; INGRESSCOOKIE=abc; b=2"));
+        assert_eq!(cookie(&h, "INGRESSCOOKIE"), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+        let ep: SocketAddr = "10.0.0.1:80".parse().expect("addr");
+        assert_eq!(endpoint_token(ep), endpoint_token(ep));
+        assert_ne!(endpoint_token(ep), endpoint_token("10.0.0.2:80".parse().expect("addr")));
+    }
+
+    #[test]
+    fn forwarded_headers_replace_untrusted_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_static("1.2.3.4"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("s"));
+        h.insert(PROXY.clone(), HeaderValue::from_static("http://evil"));
+        let conn = ConnInfo { remote: "10.1.1.1:5555".parse().expect("addr"), local_port: 80, tls: false };
+        forward_headers(&mut h, conn, "myhost:80", false);
+        assert_eq!(h[&X_FORWARDED_FOR], "10.1.1.1");
+        assert_eq!(h[&X_ORIGINAL_FORWARDED_FOR], "1.2.3.4");
+        assert_eq!(h[&X_REAL_IP], "10.1.1.1");
+        assert_eq!(h[&X_FORWARDED_PORT], "80");
+        assert_eq!(h[&X_FORWARDED_PROTO], "http");
+        assert_eq!(h[&X_FORWARDED_HOST], "myhost:80");
+        assert_eq!(h[header::HOST], "myhost:80");
+        assert_eq!(h[&X_REQUEST_ID].len(), 32);
+        assert!(!h.contains_key("x-secret") && !h.contains_key(header::CONNECTION) && !h.contains_key(&PROXY));
+    }
+
+    #[test]
+    fn cors_origins() {
+        assert!(origin_allowed("https://*.example.com", "https://a.example.com"));
+        assert!(!origin_allowed("https://*.example.com", "https://example.com"));
+        assert!(!origin_allowed("https://*.example.com", "http://a.example.com"));
+    }
+}
