@@ -247,7 +247,7 @@ async fn run_cluster(layout: Layout, args: UpArgs, record: ClusterRecord, starte
         wait_for_nodes(&client, layout.nodes, &mut components).await?;
         progress(started, &format!("nodes      {} Ready", layout.nodes));
         crate::system::install(&client).await?;
-        progress(started, "system     kube-dns Service and Deployment");
+        progress(started, "system     cluster DNS (kube-dns) and the Ingress controller installed");
 
         let run = match &sandbox {
             Some(_) => format!("skiff run --name {} -- kubectl get nodes -o wide", layout.name),

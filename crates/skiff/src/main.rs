@@ -82,6 +82,10 @@ struct ServerArgs {
     /// Key prefix in etcd (replaces kube-apiserver's default `/registry`).
     #[arg(long, default_value = "/registry")]
     etcd_prefix: String,
+    /// Seconds this server stays in the `kubernetes` Service's endpoints after it stops
+    /// renewing its lease (it renews every two thirds of this; a clean shutdown leaves at once).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    endpoint_lease_ttl: u64,
 }
 
 #[derive(clap::Args)]
@@ -242,7 +246,7 @@ fn main() -> Result<()> {
             }
             Command::Shim(args) => skiff_node::shim::run(args),
             Command::Ingress(args) => {
-                let client = kube_client(&args.kubeconfig).await?;
+                let client = kube_client_or_in_cluster(args.kubeconfig.as_deref()).await?;
                 skiff_ingress::run(client, args).await
             }
             // [dispatch]
@@ -257,6 +261,7 @@ async fn run_server(args: ServerArgs) -> Result<()> {
     config.node_port_range = args.node_port_range;
     config.etcd_endpoints = args.etcd_endpoints;
     config.etcd_prefix = args.etcd_prefix;
+    config.endpoint_lease_ttl = std::time::Duration::from_secs(args.endpoint_lease_ttl);
     let started = std::time::Instant::now();
     skiff_apiserver::run(config, |server| {
         tracing::info!(

@@ -134,6 +134,56 @@ fn seed_pod_networking_services_and_dns() {
         out.status.success().then_some(())
     });
 
+    // Ingress: the controller's LoadBalancer address routes by host to the Service's pods,
+    // over HTTP and HTTPS (its default certificate), and is written into the Ingress status.
+    c.kubectl(&["create", "ingress", "web", "--rule=web.example/*=web:80"]);
+    let ingress_ip = c.eventually("the Ingress status address", WAIT, || {
+        let ip = c.kubectl(&["get", "ingress", "web", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"]);
+        (!ip.is_empty()).then_some(ip)
+    });
+    let controller_ip = c.kubectl(&[
+        "get",
+        "svc",
+        "-n",
+        "skiff-ingress",
+        "skiff-ingress",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ]);
+    assert_eq!(ingress_ip, controller_ip);
+    let via_ingress = c.eventually("the Ingress routing to web", WAIT, || {
+        let out = c.run(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "3",
+            "-H",
+            "Host: web.example",
+            &format!("http://{ingress_ip}/hostname"),
+        ]);
+        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && body.starts_with("web-")).then_some(body)
+    });
+    assert!(fresh.iter().any(|p| p.0 == via_ingress), "{via_ingress} is a web pod");
+    let resolve = format!("web.example:443:{ingress_ip}");
+    let tls =
+        c.run_ok(&["curl", "-sS", "-k", "--max-time", "3", "--resolve", &resolve, "https://web.example/hostname"]);
+    assert!(tls.starts_with("web-"), "{tls}");
+    let unknown = c.run_ok(&[
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "3",
+        "-H",
+        "Host: nope.example",
+        &format!("http://{ingress_ip}/"),
+    ]);
+    assert_eq!(unknown, "404");
+
     // Ctrl-C / SIGTERM removes everything.
     assert!(!c.namespaces().is_empty());
     let status = c.stop();
