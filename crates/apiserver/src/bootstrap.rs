@@ -1,7 +1,7 @@
 //! What every cluster has from its first second (upstream's bootstrap controllers):
-//! the system namespaces, Service `default/kubernetes` at the first ClusterIP with
-//! Endpoints/EndpointSlice pointing at this server, and a `default` ServiceAccount in
-//! every namespace.
+//! the system namespaces, Service `default/kubernetes` at the first ClusterIP, and a
+//! `default` ServiceAccount in every namespace. The Service's Endpoints/EndpointSlice list
+//! every live API server: see [`crate::endpoint_leases`].
 
 use std::sync::Arc;
 
@@ -18,14 +18,14 @@ use crate::storage::{decode, encode};
 
 pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-fn def(plural: &str, group: &str) -> Result<&'static ResourceDef> {
+pub(crate) fn def(plural: &str, group: &str) -> Result<&'static ResourceDef> {
     let version = "v1";
     registry::lookup(group, version, plural).ok_or_else(|| anyhow!("resource {plural} missing from the registry"))
 }
 
 /// Creates `obj` unless it exists. With `reconcile`, an existing object whose content
 /// differs in the given top-level fields is updated to them.
-async fn ensure(
+pub(crate) async fn ensure(
     server: &ApiServer,
     def: &'static ResourceDef,
     ns: Option<&str>,
@@ -90,7 +90,7 @@ async fn ensure(
 const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Re-creates the system namespaces and `default/kubernetes` if someone deleted them
-/// (`kubectl delete svc --all` in `default` does), and keeps its endpoints current.
+/// (`kubectl delete svc --all` in `default` does).
 pub async fn reconcile(server: Arc<ApiServer>) {
     loop {
         tokio::time::sleep(RECONCILE_INTERVAL).await;
@@ -106,7 +106,6 @@ pub async fn bootstrap(server: &ApiServer) -> Result<()> {
     for ns in SYSTEM_NAMESPACES {
         ensure(server, namespaces, None, json!({"metadata": {"name": ns}}), &[]).await?;
     }
-    let ip = server.config.advertised().to_string();
     let port = server.config.listen.port();
     let kubernetes_ip = server.services.kubernetes_ip().to_string();
     let labels = json!({"component": "apiserver", "provider": "kubernetes"});
@@ -119,26 +118,6 @@ pub async fn bootstrap(server: &ApiServer) -> Result<()> {
                         "sessionAffinity": "None",
                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}),
         &[],
-    )
-    .await?;
-    ensure(
-        server,
-        def("endpoints", "")?,
-        Some("default"),
-        json!({"metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-               "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
-        &["subsets"],
-    )
-    .await?;
-    ensure(
-        server,
-        def("endpointslices", "discovery.k8s.io")?,
-        Some("default"),
-        json!({"metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-               "addressType": "IPv4",
-               "endpoints": [{"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}],
-               "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}),
-        &["endpoints", "ports"],
     )
     .await?;
     for ns in SYSTEM_NAMESPACES {

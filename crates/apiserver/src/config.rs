@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything `skiff server` is told on its command line.
 #[derive(Debug, Clone)]
@@ -25,6 +26,15 @@ pub struct ServerConfig {
     pub etcd_endpoints: Vec<String>,
     /// What replaces the leading `/registry` of every key in etcd.
     pub etcd_prefix: String,
+    /// CA certificate (PEM) that signed the etcd members' certificates; needed for
+    /// `https://` endpoints (kube-apiserver's `--etcd-cafile`).
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate and key (PEM) presented to etcd (`--etcd-certfile`, `--etcd-keyfile`).
+    pub etcd_certfile: Option<PathBuf>,
+    pub etcd_keyfile: Option<PathBuf>,
+    /// How long this server's address stays in the `kubernetes` endpoints after its last
+    /// lease renewal (it renews every two thirds of this; see [`crate::endpoint_leases`]).
+    pub endpoint_lease_ttl: Duration,
 }
 
 impl ServerConfig {
@@ -38,6 +48,26 @@ impl ServerConfig {
             cluster_name: "skiff".into(),
             etcd_endpoints: Vec::new(),
             etcd_prefix: "/registry".into(),
+            etcd_cafile: None,
+            etcd_certfile: None,
+            etcd_keyfile: None,
+            endpoint_lease_ttl: crate::endpoint_leases::DEFAULT_LEASE_TTL,
+        }
+    }
+
+    /// The TLS material for etcd named by the `etcd_*file` settings, read from disk.
+    pub fn etcd_tls(&self) -> anyhow::Result<Option<skiff_store::etcd::EtcdTls>> {
+        use anyhow::Context;
+        let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        let client_identity = match (&self.etcd_certfile, &self.etcd_keyfile) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            (None, None) => None,
+            _ => anyhow::bail!("--etcd-certfile and --etcd-keyfile must be given together"),
+        };
+        match &self.etcd_cafile {
+            Some(ca) => Ok(Some(skiff_store::etcd::EtcdTls { ca_pem: read(ca)?, client_identity })),
+            None if client_identity.is_some() => anyhow::bail!("--etcd-certfile needs --etcd-cafile"),
+            None => Ok(None),
         }
     }
 

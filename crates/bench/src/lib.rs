@@ -77,6 +77,11 @@ pub struct ApiArgs {
     /// Keep the servers' data directories and logs (the path is printed).
     #[arg(long)]
     pub keep: bool,
+    /// Also run the scenarios on `skiff server`s keeping their state in this etcd
+    /// (comma-separated client URLs), each under a fresh `--etcd-prefix`, and print them next
+    /// to the redb numbers, with the watch fan-out across two API servers.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
 }
 
 /// Runs the chosen benchmark and prints its report to stdout. Ctrl-C stops it cleanly:
@@ -90,6 +95,14 @@ pub async fn run(args: Args) -> Result<()> {
             };
             print!("{}", report.table());
             println!("{}", report.json_line());
+            if !api.etcd_endpoints.is_empty() {
+                let on_etcd = tokio::select! {
+                    report = scenarios::run_api_on_etcd(&api) => report?,
+                    _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+                };
+                print!("{}", on_etcd.table(&report));
+                println!("{}", on_etcd.json_line());
+            }
             Ok(())
         }
         BenchCommand::Proxy(proxy) => tokio::task::spawn_blocking(move || proxy::run(&proxy)).await?,

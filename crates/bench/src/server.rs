@@ -33,6 +33,11 @@ impl ServerProcess {
     /// The server logs at info level whatever RUST_LOG the benchmark runs with, so a
     /// verbose benchmark does not slow the server down.
     pub fn spawn(binary: &Path, dir: &Path) -> Result<Self> {
+        ServerProcess::spawn_with(binary, dir, &[])
+    }
+
+    /// [`ServerProcess::spawn`] with extra `skiff server` arguments (e.g. `--etcd-endpoints`).
+    pub fn spawn_with(binary: &Path, dir: &Path, extra_args: &[String]) -> Result<Self> {
         let data_dir = dir.join("data");
         let log_path = dir.join("server.log");
         let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
@@ -42,6 +47,7 @@ impl ServerProcess {
             .arg(&data_dir)
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -42,6 +42,12 @@ pub struct UpArgs {
     /// State, logs and kubeconfig (default /var/lib/skiff/clusters/<name>). Emptied at start.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Keep the cluster state in this etcd (comma-separated client URLs, passed to `skiff
+    /// server --etcd-endpoints`) instead of the server's embedded store. The etcd must be
+    /// reachable from the server's namespace (the sandbox with --isolated); its data survives
+    /// `skiff down`, so a second `skiff up` on it finds the first cluster's objects.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
 }
 
 /// Runs a cluster until Ctrl-C / SIGTERM. Synchronous: the async part runs on a runtime
@@ -177,7 +183,7 @@ async fn run_cluster(layout: Layout, args: UpArgs, record: ClusterRecord, starte
     let mut interrupt = signal(SignalKind::interrupt())?;
     let start_and_run = async {
         let listen = format!("{}:{}", layout.bridge_ip(), layout::API_PORT);
-        let server_args = strings(&[
+        let mut server_args = strings(&[
             "server",
             "--data-dir",
             &server_dir.to_string_lossy(),
@@ -188,6 +194,9 @@ async fn run_cluster(layout: Layout, args: UpArgs, record: ClusterRecord, starte
             "--service-cidr",
             layout::SERVICE_CIDR,
         ]);
+        if !args.etcd_endpoints.is_empty() {
+            server_args.extend(["--etcd-endpoints".to_owned(), args.etcd_endpoints.join(",")]);
+        }
         components.push(Component::start("server", sandbox.as_deref(), &server_args, &logs)?);
         let client = wait_for_api(&record.kubeconfig, &mut components).await?;
         progress(started, &format!("server     {}", layout.api_url()));

@@ -176,6 +176,8 @@ pub struct Service {
     pub session_affinity_timeout: Option<u32>,
     /// `spec.healthCheckNodePort` (LoadBalancer Services with externalTrafficPolicy Local), 0 if none.
     pub health_check_node_port: u16,
+    /// `spec.loadBalancerSourceRanges`: CIDRs allowed to reach the LoadBalancer IPs (all when empty).
+    pub load_balancer_source_ranges: Vec<String>,
 }
 
 /// Default `sessionAffinityConfig.clientIP.timeoutSeconds` (three hours).
@@ -233,6 +235,11 @@ impl Service {
                 .and_then(Value::as_u64)
                 .and_then(|n| u16::try_from(n).ok())
                 .unwrap_or(0),
+            load_balancer_source_ranges: spec
+                .get("loadBalancerSourceRanges")
+                .and_then(Value::as_array)
+                .map(|l| l.iter().filter_map(|r| Some(r.as_str()?.trim().to_owned())).collect())
+                .unwrap_or_default(),
         };
         // Collected vectors start with spare room; views hold thousands of these.
         service.cluster_ips.shrink_to_fit();
@@ -623,6 +630,7 @@ mod tests {
         assert_eq!(s.internal_traffic_policy, TrafficPolicy::Cluster);
         assert_eq!(s.session_affinity_timeout, Some(DEFAULT_AFFINITY_TIMEOUT));
         assert_eq!(s.health_check_node_port, 0);
+        assert!(s.load_balancer_source_ranges.is_empty());
         assert_eq!(s.load_balancer_ips, vec!["172.30.255.1".parse::<IpAddr>().unwrap()]);
     }
 

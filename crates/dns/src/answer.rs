@@ -15,6 +15,7 @@
 //! 4. search-path completion for a known pod client (see [`Answerer::autopath`]);
 //! 5. NXDOMAIN with the SOA.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::RwLock;
@@ -335,11 +336,7 @@ impl Answerer {
             return None;
         }
         if qtype == rtype::SRV || qtype == rtype::ANY {
-            for glue in entry.glue() {
-                for record in split_records(glue) {
-                    r.push_raw(Section::Additional, record);
-                }
-            }
+            push_srv_glue(zone, r, entry);
         }
         if name == apex && (qtype == rtype::NS || qtype == rtype::ANY) {
             let ns_name = self.config.records.ns_name();
@@ -531,23 +528,24 @@ fn raw_record(owner: Owner<'_>, tail: &[u8]) -> Vec<u8> {
     record
 }
 
-/// Splits concatenated complete records with uncompressed owner names.
-fn split_records(mut blob: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let mut at = 0;
-        loop {
-            let len = *blob.get(at)? as usize;
-            at += 1 + len;
-            if len == 0 {
-                break;
+/// The additional section of an SRV answer: each target's addresses, read from the
+/// target's own entry (SRV targets are Service or endpoint names in the table), once per
+/// target, until the response is full.
+fn push_srv_glue(zone: &Zone, r: &mut ResponseBuilder<'_>, entry: &NameEntry) {
+    let mut glued: HashSet<&[u8]> = HashSet::new();
+    for tail in entry.records(rtype::SRV) {
+        // The tail's 10 bytes of type/class/TTL/length, then priority, weight and port.
+        let Some(target) = tail.get(16..) else { continue };
+        if !glued.insert(target) {
+            continue;
+        }
+        let Some(addresses) = zone.get(target) else { continue };
+        for address in addresses.records(rtype::A).chain(addresses.records(rtype::AAAA)) {
+            if !r.push(Section::Additional, Owner::Name(target), address) {
+                return;
             }
         }
-        let rdlen = u16::from_be_bytes([*blob.get(at + 8)?, *blob.get(at + 9)?]) as usize;
-        let end = at + 10 + rdlen;
-        let record = blob.get(..end)?;
-        blob = &blob[end..];
-        Some(record)
-    })
+    }
 }
 
 #[cfg(test)]

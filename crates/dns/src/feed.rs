@@ -8,7 +8,7 @@
 //! The feeder has no I/O; [`crate::watch`] drives it from kube-rs watches, tests drive it
 //! with JSON.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -16,20 +16,14 @@ use skiff_core::service_view::{EndpointSlice, ServiceKey, ServiceView, ViewError
 
 use crate::answer::Answerer;
 use crate::records::{namespace_records, service_records, zone_records, RecordConfig};
-use crate::zone::{Contribution, SourceId};
+use crate::zone::Contribution;
 
-/// Source id of the zone's own records.
-const ZONE_SOURCE: SourceId = 0;
-
-/// The view of the cluster and the mapping from its objects to table sources.
+/// The view of the cluster, and the namespaces seen, kept in step with the table.
 pub struct ZoneFeeder {
     answerer: Arc<Answerer>,
     config: RecordConfig,
     view: ServiceView,
     namespaces: HashSet<String>,
-    sources: HashMap<ServiceKey, SourceId>,
-    namespace_sources: HashMap<String, SourceId>,
-    next_source: SourceId,
 }
 
 impl ZoneFeeder {
@@ -37,20 +31,8 @@ impl ZoneFeeder {
     pub fn new(answerer: Arc<Answerer>) -> ZoneFeeder {
         let config = answerer.config.records.clone();
         let zone_contribution = zone_records(&config);
-        answerer.zone.write().unwrap_or_else(|e| e.into_inner()).replace(
-            ZONE_SOURCE,
-            &Contribution::default(),
-            &zone_contribution,
-        );
-        ZoneFeeder {
-            answerer,
-            config,
-            view: ServiceView::default(),
-            namespaces: HashSet::new(),
-            sources: HashMap::new(),
-            namespace_sources: HashMap::new(),
-            next_source: ZONE_SOURCE + 1,
-        }
+        answerer.zone.write().unwrap_or_else(|e| e.into_inner()).replace(&Contribution::default(), &zone_contribution);
+        ZoneFeeder { answerer, config, view: ServiceView::default(), namespaces: HashSet::new() }
     }
 
     /// The joined Services and EndpointSlices.
@@ -76,32 +58,14 @@ impl ZoneFeeder {
         self.view.service(key).map(|entry| service_records(&self.config, &entry)).unwrap_or_default()
     }
 
-    fn source_of(&mut self, key: &ServiceKey) -> SourceId {
-        if let Some(id) = self.sources.get(key) {
-            return *id;
-        }
-        let id = self.next_source;
-        self.next_source = self.next_source.wrapping_add(1).max(ZONE_SOURCE + 1);
-        self.sources.insert(key.clone(), id);
-        id
-    }
-
     /// Recomputes `keys` around `change` (a mutation of the view) and updates the table.
     fn update<T>(&mut self, keys: &[ServiceKey], change: impl FnOnce(&mut ServiceView) -> T) -> T {
         let before: Vec<Contribution> = keys.iter().map(|k| self.contribution(k)).collect();
         let result = change(&mut self.view);
         let after: Vec<Contribution> = keys.iter().map(|k| self.contribution(k)).collect();
-        let ids: Vec<SourceId> = keys.iter().map(|k| self.source_of(k)).collect();
-        {
-            let mut zone = self.answerer.zone.write().unwrap_or_else(|e| e.into_inner());
-            for ((id, old), new) in ids.iter().zip(&before).zip(&after) {
-                zone.replace(*id, old, new);
-            }
-        }
-        for key in keys {
-            if self.view.get_service(key).is_none() {
-                self.sources.remove(key);
-            }
+        let mut zone = self.answerer.zone.write().unwrap_or_else(|e| e.into_inner());
+        for (old, new) in before.iter().zip(&after) {
+            zone.replace(old, new);
         }
         result
     }
@@ -141,11 +105,8 @@ impl ZoneFeeder {
         if !self.namespaces.insert(name.to_owned()) {
             return;
         }
-        let id = self.next_source;
-        self.next_source = self.next_source.wrapping_add(1).max(ZONE_SOURCE + 1);
-        self.namespace_sources.insert(name.to_owned(), id);
         let records = namespace_records(&self.config, name);
-        self.answerer.zone.write().unwrap_or_else(|e| e.into_inner()).replace(id, &Contribution::default(), &records);
+        self.answerer.zone.write().unwrap_or_else(|e| e.into_inner()).replace(&Contribution::default(), &records);
     }
 
     /// A Namespace was deleted.
@@ -153,8 +114,7 @@ impl ZoneFeeder {
         if !self.namespaces.remove(name) {
             return;
         }
-        let Some(id) = self.namespace_sources.remove(name) else { return };
         let records = namespace_records(&self.config, name);
-        self.answerer.zone.write().unwrap_or_else(|e| e.into_inner()).replace(id, &records, &Contribution::default());
+        self.answerer.zone.write().unwrap_or_else(|e| e.into_inner()).replace(&records, &Contribution::default());
     }
 }

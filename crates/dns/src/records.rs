@@ -115,22 +115,16 @@ pub fn service_records(config: &RecordConfig, entry: &ServiceEntry<'_>) -> Contr
         }
     }
     // SRV: one per port at the service name, one per named port at _<port>._<proto>.
-    let targets = [(svc_name.clone(), service.cluster_ips.clone())];
     let all_ports: Vec<(String, Protocol, u16)> =
         service.ports.iter().map(|p| (p.name.clone(), p.protocol, p.port)).collect();
-    add_srv_sets(
-        &mut c,
-        &svc_name,
-        &all_ports,
-        |_, _| targets.iter().map(|(n, ips)| (n.clone(), ips.clone(), None)).collect(),
-        ttl,
-    );
+    add_srv_sets(&mut c, &svc_name, &all_ports, |_, _| vec![(svc_name.clone(), None)], ttl);
     c
 }
 
-/// A target of SRV records: its name, its addresses (for glue), and the port it listens on
-/// when that differs per target (headless endpoints).
-type SrvTarget = (Name, Vec<IpAddr>, Option<u16>);
+/// A target of SRV records: its name, and the port it listens on when that differs per
+/// target (headless endpoints). The answerer adds the target's addresses as glue from the
+/// target's own records, so SRV sets store no copies of them.
+type SrvTarget = (Name, Option<u16>);
 
 /// Adds the SRV record sets of `ports` below `svc_name`: at the service name every port,
 /// at `_<port>._<proto>.<svc>` the named ones. `targets` gives, for (port name, protocol),
@@ -142,8 +136,8 @@ fn add_srv_sets(
     targets: impl Fn(&str, Protocol) -> Vec<SrvTarget>,
     ttl: u32,
 ) {
-    // (owner) → list of (port, target, addresses)
-    let mut sets: BTreeMap<Name, Vec<(u16, Name, Vec<IpAddr>)>> = BTreeMap::new();
+    // (owner) → list of (port, target)
+    let mut sets: BTreeMap<Name, Vec<(u16, Name)>> = BTreeMap::new();
     for (port_name, protocol, port) in ports {
         let found = targets(port_name, *protocol);
         let mut owners = vec![svc_name.clone()];
@@ -157,8 +151,8 @@ fn add_srv_sets(
         }
         for owner in owners {
             let set = sets.entry(owner).or_default();
-            for (target, ips, target_port) in &found {
-                let entry = (target_port.unwrap_or(*port), target.clone(), ips.clone());
+            for (target, target_port) in &found {
+                let entry = (target_port.unwrap_or(*port), target.clone());
                 if !set.contains(&entry) {
                     set.push(entry);
                 }
@@ -171,21 +165,13 @@ fn add_srv_sets(
         }
         // CoreDNS's weights: an equal share of 100, at least 1.
         let weight = (100 / set.len()).max(1) as u16;
-        let mut glued: Vec<&Name> = Vec::new();
-        for (port, target, ips) in &set {
+        for (port, target) in &set {
             let mut rdata = Vec::with_capacity(6 + target.wire().len());
             rdata.extend_from_slice(&0u16.to_be_bytes());
             rdata.extend_from_slice(&weight.to_be_bytes());
             rdata.extend_from_slice(&port.to_be_bytes());
             rdata.extend_from_slice(target.wire());
             c.add(owner.clone(), rtype::SRV, ttl, &rdata);
-            if !glued.contains(&target) {
-                glued.push(target);
-                for ip in ips {
-                    let (t, data) = address_rdata(*ip);
-                    c.add_glue(&owner, target, t, ttl, &data);
-                }
-            }
         }
     }
 }
@@ -193,17 +179,17 @@ fn add_srv_sets(
 fn headless_records(config: &RecordConfig, entry: &ServiceEntry<'_>, svc_name: &Name, c: &mut Contribution) {
     let ttl = config.ttl;
     // Endpoint name → (addresses, ports) of the published endpoints.
-    let mut by_name: Vec<(Name, IpAddr, &skiff_core::service_view::Endpoint)> = Vec::new();
+    let mut by_name: Vec<(Name, &skiff_core::service_view::Endpoint)> = Vec::new();
     for ep in entry.published_endpoints() {
         let label = ep.hostname.clone().unwrap_or_else(|| dashed_ip(ep.address));
         let Ok(ep_name) = svc_name.prepend(&label) else { continue };
         add_address(c, svc_name, ep.address, ttl);
         add_address(c, &ep_name, ep.address, ttl);
         c.add(Name::reverse(ep.address), rtype::PTR, ttl, ep_name.wire());
-        by_name.push((ep_name, ep.address, ep));
+        by_name.push((ep_name, ep));
     }
     let mut ports: Vec<(String, Protocol, u16)> = Vec::new();
-    for (_, _, ep) in &by_name {
+    for (_, ep) in &by_name {
         for p in &ep.ports {
             let key = (p.name.clone(), p.protocol, 0);
             if !ports.contains(&key) {
@@ -218,9 +204,9 @@ fn headless_records(config: &RecordConfig, entry: &ServiceEntry<'_>, svc_name: &
         |port_name, protocol| {
             by_name
                 .iter()
-                .filter_map(|(name, ip, ep)| {
+                .filter_map(|(name, ep)| {
                     let port = ep.ports.iter().find(|p| p.name == port_name && p.protocol == protocol)?;
-                    Some((name.clone(), vec![*ip], Some(port.port)))
+                    Some((name.clone(), Some(port.port)))
                 })
                 .collect()
         },
@@ -280,8 +266,6 @@ mod tests {
         assert_eq!(count(&c, "svc1.testns.svc.cluster.local", rtype::SRV), 2);
         assert_eq!(count(&c, "_http._tcp.svc1.testns.svc.cluster.local", rtype::SRV), 1);
         assert_eq!(count(&c, "1.0.0.10.in-addr.arpa", rtype::PTR), 1);
-        let srv = &c.names[&name("_http._tcp.svc1.testns.svc.cluster.local")];
-        assert!(!srv.glue.is_empty());
     }
 
     #[test]

@@ -11,26 +11,26 @@
 //! when a name below it exists: such an *empty non-terminal* (`svc.cluster.local`,
 //! `testns.svc.cluster.local`) answers NODATA, every other name NXDOMAIN. Each entry counts
 //! its children so that empty non-terminals appear and disappear with their last child.
+//!
+//! Memory is the table's main cost (tens of thousands of names), so each name is a single
+//! allocation ([`NameEntry`]) holding the name, its child count and every record set stored
+//! there, and the table is a set of those entries looked up by their name. Record sets carry
+//! no owner id: a source removes its set by content, which the feeder can always recompute,
+//! and two byte-identical sets at one name are interchangeable.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::name::{parent_wire, Name};
 use crate::wire::{append_tail, tails};
 
-/// Identifies a source of records (a Service, a Namespace, the static apex records).
-pub type SourceId = u32;
-
 /// Records at one name from one source.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NameRecords {
     /// Record tails (type, class, TTL, RDLENGTH, RDATA), concatenated.
     pub tails: Vec<u8>,
-    /// Complete records (owner included) for the additional section of answers from these
-    /// records: the addresses of SRV targets.
-    pub glue: Vec<u8>,
 }
 
 /// Everything one source puts into the table.
@@ -49,63 +49,99 @@ impl Contribution {
         append_tail(&mut self.names.entry(owner).or_default().tails, rtype, ttl, rdata);
     }
 
-    /// Adds a glue record (`glue_owner` `rtype` `rdata`) to the additional section of answers
-    /// from `owner`.
-    pub fn add_glue(&mut self, owner: &Name, glue_owner: &Name, rtype: u16, ttl: u32, rdata: &[u8]) {
-        let glue = &mut self.names.entry(owner.clone()).or_default().glue;
-        glue.extend_from_slice(glue_owner.wire());
-        append_tail(glue, rtype, ttl, rdata);
-    }
-
     /// Makes `owner` exist without adding records.
     pub fn touch(&mut self, owner: Name) {
         self.names.entry(owner).or_default();
     }
 }
 
-/// [`NameRecords`] as the table stores them: tails and glue in one exact-size allocation
-/// (the table holds tens of thousands of these).
-#[derive(Debug)]
-struct StoredRecords {
-    source: SourceId,
-    /// Where the glue starts in `bytes`.
-    glue_at: u32,
-    bytes: Box<[u8]>,
-}
+/// Bytes of the child count at the start of a [`NameEntry`].
+const CHILDREN_LEN: usize = 4;
+/// Bytes of the length before each record set.
+const SET_HEADER_LEN: usize = 4;
 
-impl StoredRecords {
-    fn new(source: SourceId, records: &NameRecords) -> StoredRecords {
-        let mut bytes = Vec::with_capacity(records.tails.len() + records.glue.len());
-        bytes.extend_from_slice(&records.tails);
-        bytes.extend_from_slice(&records.glue);
-        // Record data of one name stays far below 4 GiB (a DNS message is at most 64 KiB).
-        StoredRecords { source, glue_at: records.tails.len() as u32, bytes: bytes.into_boxed_slice() }
-    }
-
-    fn tails(&self) -> &[u8] {
-        &self.bytes[..self.glue_at as usize]
-    }
-
-    fn glue(&self) -> &[u8] {
-        &self.bytes[self.glue_at as usize..]
-    }
-}
-
-/// One name in the table.
-#[derive(Debug, Default)]
-pub struct NameEntry {
-    /// Records per source. Almost always one source; PTR names of shared addresses have more.
-    sources: Vec<StoredRecords>,
-    /// Names directly below this one that exist.
-    children: u32,
-}
+/// One name in the table, in one allocation:
+/// `[children: u32][name length: u8][name][record set]*`, each record set (what one source
+/// stored here, possibly empty) being `[tails length: u32][tails]`.
+/// Entries hash and compare by name only, so the table finds them by the query's wire name.
+pub struct NameEntry(Box<[u8]>);
 
 impl NameEntry {
+    /// A name with no record sets and no children.
+    fn new(name: &[u8]) -> NameEntry {
+        let mut bytes = Vec::with_capacity(CHILDREN_LEN + 1 + name.len());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        // Names are at most 255 bytes (checked when a Name is built).
+        bytes.push(name.len() as u8);
+        bytes.extend_from_slice(name);
+        NameEntry(bytes.into_boxed_slice())
+    }
+
+    fn name(&self) -> &[u8] {
+        let len = self.0.get(CHILDREN_LEN).copied().unwrap_or(0) as usize;
+        self.0.get(CHILDREN_LEN + 1..CHILDREN_LEN + 1 + len).unwrap_or(&[])
+    }
+
+    fn sets_start(&self) -> usize {
+        CHILDREN_LEN + 1 + self.name().len()
+    }
+
+    /// Names directly below this one that exist.
+    fn children(&self) -> u32 {
+        let mut count = [0u8; CHILDREN_LEN];
+        count.copy_from_slice(&self.0[..CHILDREN_LEN]);
+        u32::from_le_bytes(count)
+    }
+
+    fn set_children(&mut self, children: u32) {
+        self.0[..CHILDREN_LEN].copy_from_slice(&children.to_le_bytes());
+    }
+
+    /// The record sets stored here (one per source), with each set's byte range.
+    fn sets(&self) -> impl Iterator<Item = (&[u8], std::ops::Range<usize>)> {
+        let bytes = &self.0;
+        let mut at = self.sets_start();
+        std::iter::from_fn(move || {
+            let header = bytes.get(at..at + SET_HEADER_LEN)?;
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let end = at + SET_HEADER_LEN + len;
+            let set = (bytes.get(at + SET_HEADER_LEN..end)?, at..end);
+            at = end;
+            Some(set)
+        })
+    }
+
+    /// This entry with `records` added as one more set.
+    fn with_set(self, records: &NameRecords) -> NameEntry {
+        let mut bytes = Vec::with_capacity(self.0.len() + SET_HEADER_LEN + records.tails.len());
+        bytes.extend_from_slice(&self.0);
+        // One name's records stay far below 4 GiB (a DNS message is at most 64 KiB).
+        bytes.extend_from_slice(&(records.tails.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&records.tails);
+        NameEntry(bytes.into_boxed_slice())
+    }
+
+    /// This entry without one set equal to `records` (unchanged if there is none).
+    fn without_set(self, records: &NameRecords) -> NameEntry {
+        let found = self
+            .sets()
+            .find(|(tails, _)| *tails == records.tails.as_slice())
+            .map(|(_, range)| range);
+        let Some(range) = found else { return self };
+        let mut bytes = Vec::with_capacity(self.0.len() - range.len());
+        bytes.extend_from_slice(&self.0[..range.start]);
+        bytes.extend_from_slice(&self.0[range.end..]);
+        NameEntry(bytes.into_boxed_slice())
+    }
+
+    fn has_sets(&self) -> bool {
+        self.sets().next().is_some()
+    }
+
     /// Record tails of type `rtype` (all types for ANY), across sources.
     pub fn records(&self, rtype: u16) -> impl Iterator<Item = &[u8]> {
-        self.sources
-            .iter()
-            .flat_map(|records| tails(records.tails()))
+        self.sets()
+            .flat_map(|(records, _)| tails(records))
             .filter(move |(t, _, _)| rtype == crate::wire::rtype::ANY || *t == rtype)
             .map(|(_, tail, _)| tail)
     }
@@ -117,16 +153,42 @@ impl NameEntry {
 
     /// The RDATA of the first record of type `rtype`.
     pub fn first_rdata(&self, rtype: u16) -> Option<&[u8]> {
-        self.sources.iter().flat_map(|r| tails(r.tails())).find(|(t, _, _)| *t == rtype).map(|(_, _, rd)| rd)
-    }
-
-    /// Glue records of every source, concatenated per source.
-    pub fn glue(&self) -> impl Iterator<Item = &[u8]> {
-        self.sources.iter().map(StoredRecords::glue).filter(|g| !g.is_empty())
+        self.sets().flat_map(|(records, _)| tails(records)).find(|(t, _, _)| *t == rtype).map(|(_, _, rd)| rd)
     }
 
     fn is_removable(&self) -> bool {
-        self.sources.is_empty() && self.children == 0
+        !self.has_sets() && self.children() == 0
+    }
+}
+
+impl std::fmt::Debug for NameEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameEntry")
+            .field("name", &Name::from_wire_unchecked(self.name()))
+            .field("children", &self.children())
+            .field("sets", &self.sets().count())
+            .finish()
+    }
+}
+
+impl Hash for NameEntry {
+    /// The name's hash, exactly as `[u8]` hashes it: lookups go by wire name (`Borrow<[u8]>`).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state)
+    }
+}
+
+impl PartialEq for NameEntry {
+    fn eq(&self, other: &NameEntry) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for NameEntry {}
+
+impl std::borrow::Borrow<[u8]> for NameEntry {
+    fn borrow(&self) -> &[u8] {
+        self.name()
     }
 }
 
@@ -134,8 +196,11 @@ impl NameEntry {
 #[derive(Debug)]
 pub struct Zone {
     apex: Name,
-    names: HashMap<Name, NameEntry>,
+    names: HashSet<NameEntry>,
+    /// Pod address → (namespace, how many contributions name it).
     pods: HashMap<IpAddr, (Arc<str>, u32)>,
+    /// One shared copy of each namespace name the pod map uses.
+    pod_namespaces: HashSet<Arc<str>>,
     serial: u32,
 }
 
@@ -143,7 +208,7 @@ impl Zone {
     /// An empty table for the cluster zone `apex`. `serial` starts the SOA serial (callers
     /// use the start time, so serials grow across restarts).
     pub fn new(apex: Name, serial: u32) -> Zone {
-        Zone { apex, names: HashMap::new(), pods: HashMap::new(), serial }
+        Zone { apex, names: HashSet::new(), pods: HashMap::new(), pod_namespaces: HashSet::new(), serial }
     }
 
     pub fn apex(&self) -> &Name {
@@ -174,58 +239,75 @@ impl Zone {
         self.names.is_empty()
     }
 
-    /// Replaces what `source` contributed (`old`, exactly as previously inserted) with `new`.
-    pub fn replace(&mut self, source: SourceId, old: &Contribution, new: &Contribution) {
+    /// Replaces a source's contribution `old` (exactly as previously inserted) with `new`.
+    pub fn replace(&mut self, old: &Contribution, new: &Contribution) {
         if old == new {
             return;
         }
-        self.remove(source, old);
-        self.insert(source, new);
+        self.remove(old);
+        self.insert(new);
         self.serial = self.serial.wrapping_add(1);
     }
 
-    fn insert(&mut self, source: SourceId, contribution: &Contribution) {
+    fn insert(&mut self, contribution: &Contribution) {
         for (name, records) in &contribution.names {
-            let created = match self.names.entry(name.clone()) {
-                Entry::Occupied(mut slot) => {
-                    slot.get_mut().sources.push(StoredRecords::new(source, records));
-                    false
+            match self.names.take(name.wire()) {
+                Some(entry) => {
+                    self.names.insert(entry.with_set(records));
                 }
-                Entry::Vacant(slot) => {
-                    slot.insert(NameEntry { sources: vec![StoredRecords::new(source, records)], children: 0 });
-                    true
+                None => {
+                    self.names.insert(NameEntry::new(name.wire()).with_set(records));
+                    self.link_to_parent(name.wire());
                 }
-            };
-            if created {
-                self.link_to_parent(name.wire());
             }
         }
         for (ip, namespace) in &contribution.pods {
+            let namespace = match self.pod_namespaces.get(&**namespace) {
+                Some(shared) => shared.clone(),
+                None => {
+                    self.pod_namespaces.insert(namespace.clone());
+                    namespace.clone()
+                }
+            };
             let entry = self.pods.entry(*ip).or_insert_with(|| (namespace.clone(), 0));
-            entry.0 = namespace.clone();
+            entry.0 = namespace;
             entry.1 += 1;
         }
     }
 
-    fn remove(&mut self, source: SourceId, contribution: &Contribution) {
-        for name in contribution.names.keys() {
-            let Some(entry) = self.names.get_mut(name.wire()) else { continue };
-            if let Some(at) = entry.sources.iter().position(|r| r.source == source) {
-                entry.sources.swap_remove(at);
-            }
+    fn remove(&mut self, contribution: &Contribution) {
+        for (name, records) in &contribution.names {
+            let Some(entry) = self.names.take(name.wire()) else { continue };
+            let entry = entry.without_set(records);
             if entry.is_removable() {
-                self.names.remove(name.wire());
                 self.unlink_from_parent(name.wire());
+            } else {
+                self.names.insert(entry);
             }
         }
         for (ip, _) in &contribution.pods {
-            if let Some(entry) = self.pods.get_mut(ip) {
-                entry.1 = entry.1.saturating_sub(1);
-                if entry.1 == 0 {
-                    self.pods.remove(ip);
+            let Some(entry) = self.pods.get_mut(ip) else { continue };
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                if let Some((namespace, _)) = self.pods.remove(ip) {
+                    // Only the shared copy and this one left: no pod uses the name any more.
+                    if Arc::strong_count(&namespace) <= 2 {
+                        self.pod_namespaces.remove(&*namespace);
+                    }
                 }
             }
         }
+    }
+
+    /// Adds `delta` to the child count of the entry at `wire`; false if there is none.
+    fn adjust_children(&mut self, wire: &[u8], delta: i64) -> bool {
+        let Some(mut entry) = self.names.take(wire) else { return false };
+        let children = (i64::from(entry.children()) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        entry.set_children(children);
+        if !entry.is_removable() {
+            self.names.insert(entry);
+        }
+        true
     }
 
     /// A new name inside the zone makes its parent exist (creating empty non-terminals up
@@ -234,17 +316,13 @@ impl Zone {
         let mut child = wire;
         while child != self.apex.wire() && crate::name::is_within_wire(child, self.apex.wire()) {
             let Some(parent) = parent_wire(child) else { return };
-            match self.names.get_mut(parent) {
-                Some(entry) => {
-                    entry.children += 1;
-                    return;
-                }
-                None => {
-                    self.names
-                        .insert(Name::from_wire_unchecked(parent), NameEntry { sources: Vec::new(), children: 1 });
-                    child = parent;
-                }
+            if self.adjust_children(parent, 1) {
+                return;
             }
+            let mut entry = NameEntry::new(parent);
+            entry.set_children(1);
+            self.names.insert(entry);
+            child = parent;
         }
     }
 
@@ -253,12 +331,9 @@ impl Zone {
         let mut child = wire;
         while child != self.apex.wire() && crate::name::is_within_wire(child, self.apex.wire()) {
             let Some(parent) = parent_wire(child) else { return };
-            let Some(entry) = self.names.get_mut(parent) else { return };
-            entry.children = entry.children.saturating_sub(1);
-            if !entry.is_removable() {
+            if !self.adjust_children(parent, -1) || self.names.contains(parent) {
                 return;
             }
-            self.names.remove(parent);
             child = parent;
         }
     }
@@ -289,7 +364,7 @@ mod tests {
     fn empty_non_terminals_follow_their_children() {
         let mut zone = Zone::new(name("cluster.local"), 1);
         let svc = a_record("svc1.testns.svc.cluster.local", [10, 0, 0, 1]);
-        zone.replace(1, &Contribution::default(), &svc);
+        zone.replace(&Contribution::default(), &svc);
         let entry = zone.get(name("svc1.testns.svc.cluster.local").wire()).unwrap();
         assert_eq!(entry.records(rtype::A).count(), 1);
         assert!(!entry.has(rtype::AAAA));
@@ -297,7 +372,7 @@ mod tests {
             assert!(zone.get(name(ent).wire()).is_some(), "{ent} exists");
         }
         assert!(zone.get(name("local").wire()).is_none(), "nothing above the apex");
-        zone.replace(1, &svc, &Contribution::default());
+        zone.replace(&svc, &Contribution::default());
         assert!(zone.is_empty(), "{zone:?}");
         assert_eq!(zone.serial(), 3);
     }
@@ -311,13 +386,13 @@ mod tests {
         let mut two = Contribution::default();
         two.add(name(ptr), rtype::PTR, 30, name("b.ns.svc.cluster.local").wire());
         two.pods.push(("10.0.0.1".parse().unwrap(), "ns".into()));
-        zone.replace(1, &Contribution::default(), &one);
-        zone.replace(2, &Contribution::default(), &two);
+        zone.replace(&Contribution::default(), &one);
+        zone.replace(&Contribution::default(), &two);
         assert_eq!(zone.get(name(ptr).wire()).unwrap().records(rtype::PTR).count(), 2);
         assert_eq!(zone.pod_namespace("10.0.0.1".parse().unwrap()), Some("ns"));
-        zone.replace(1, &one, &Contribution::default());
+        zone.replace(&one, &Contribution::default());
         assert_eq!(zone.get(name(ptr).wire()).unwrap().records(rtype::PTR).count(), 1);
-        zone.replace(2, &two, &Contribution::default());
+        zone.replace(&two, &Contribution::default());
         assert!(zone.get(name(ptr).wire()).is_none());
         assert_eq!(zone.pod_namespace("10.0.0.1".parse().unwrap()), None);
         assert!(zone.is_empty(), "reverse names have no tracked parents: {zone:?}");
@@ -328,12 +403,12 @@ mod tests {
         let mut zone = Zone::new(name("cluster.local"), 1);
         let mut ns = Contribution::default();
         ns.touch(name("testns.svc.cluster.local"));
-        zone.replace(7, &Contribution::default(), &ns);
+        zone.replace(&Contribution::default(), &ns);
         let svc = a_record("x.testns.svc.cluster.local", [1, 2, 3, 4]);
-        zone.replace(8, &Contribution::default(), &svc);
-        zone.replace(8, &svc, &Contribution::default());
+        zone.replace(&Contribution::default(), &svc);
+        zone.replace(&svc, &Contribution::default());
         assert!(zone.get(name("testns.svc.cluster.local").wire()).is_some(), "still touched by the namespace");
-        zone.replace(7, &ns, &Contribution::default());
+        zone.replace(&ns, &Contribution::default());
         assert!(zone.is_empty());
     }
 }

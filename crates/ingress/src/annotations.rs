@@ -48,6 +48,7 @@ const SUPPORTED: &[&str] = &[
     "canary-by-cookie",
     "canary-weight",
     "canary-weight-total",
+    "load-balance",
     "enable-cors",
     "cors-allow-origin",
     "cors-allow-methods",
@@ -185,6 +186,8 @@ pub struct Policy {
     /// `Some` on a canary Ingress.
     pub canary: Option<CanaryRules>,
     pub cors: Option<Cors>,
+    /// `load-balance: ewma`: peak-EWMA latency with power-of-two choices instead of round robin.
+    pub ewma: bool,
 }
 
 impl Default for Policy {
@@ -204,6 +207,7 @@ impl Default for Policy {
             redirect: None,
             canary: None,
             cors: None,
+            ewma: false,
         }
     }
 }
@@ -323,6 +327,14 @@ impl<'a> Reader<'a> {
         } else {
             self.get("temporal-redirect").map(|to| (302, to.to_owned()))
         };
+        let ewma = match self.get("load-balance") {
+            None | Some("round_robin") => false,
+            Some("ewma") => true,
+            Some(v) => {
+                self.bad("load-balance", v, "round_robin or ewma");
+                false
+            }
+        };
         let canary = self.flag("canary", false).then(|| self.canary());
         let cors = self.flag("enable-cors", false).then(|| self.cors());
         Policy {
@@ -340,6 +352,7 @@ impl<'a> Reader<'a> {
             redirect,
             canary,
             cors,
+            ewma,
         }
     }
 

@@ -7,7 +7,8 @@
 //! Where to start:
 //! - [`compile`]: the pure route-table compiler (class selection, conflicts, precedence,
 //!   canaries) — the Ingress semantics live here, with table-driven unit tests.
-//! - [`routes`]: the compiled table and request matching (hosts, paths, round robin).
+//! - [`routes`]: the compiled table and request matching (hosts, paths, round robin, and
+//!   peak-EWMA with power-of-two choices for `load-balance: ewma`).
 //! - [`annotations`]: ingress-nginx annotations read into a per-Ingress policy.
 //! - [`proxy`]: one request, from lookup to forwarded response (headers, affinity,
 //!   redirects, limits, WebSocket bridge); [`upstream`]: pooled upstream clients.
@@ -46,9 +47,10 @@ pub const CONTROLLER_NAME: &str = "skiff.io/ingress-controller";
 /// `skiff ingress` command-line arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Kubeconfig of the API server to watch.
+    /// Kubeconfig of the API server to watch; without it, the in-cluster configuration
+    /// (when running as a pod).
     #[arg(long)]
-    pub kubeconfig: PathBuf,
+    pub kubeconfig: Option<PathBuf>,
     /// Address and port for plain HTTP.
     #[arg(long, default_value = "0.0.0.0:80")]
     pub http_listen: SocketAddr,

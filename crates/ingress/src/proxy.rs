@@ -99,7 +99,7 @@ impl Proxy {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             return redirect(308, &format!("https://{host}{port}{target}"));
         }
-        let origin = req.headers().get(header::ORIGIN).cloned();
+        let origin = policy.cors.as_ref().and_then(|_| req.headers().get(header::ORIGIN).cloned());
         if let Some(cors) = &policy.cors {
             if req.method() == Method::OPTIONS {
                 let mut resp = Response::new(ProxyBody::Empty);
@@ -113,20 +113,22 @@ impl Proxy {
             return local(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large\n");
         }
         let backend = choose_backend(route, &req);
+        let balanced = || if policy.ewma { backend.pick_ewma() } else { backend.pick() };
         let (endpoint, new_cookie) = match &policy.affinity {
             Some(affinity) => match sticky_endpoint(backend, affinity, req.headers()) {
                 Some(ep) => (Some(ep), false),
-                None => (backend.pick(), true),
+                None => (balanced(), true),
             },
-            None => (backend.pick(), false),
+            None => (balanced(), false),
         };
         let Some(endpoint) = endpoint else {
             return local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n");
         };
         let upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let path = route.upstream_path(req.uri().path());
-        let overflow = Arc::new(AtomicBool::new(false));
         let (parts, body) = req.into_parts();
+        // Raised by the body guard when a chunked upload passes proxy-body-size (→ 413).
+        let overflow = (!body.is_end_stream() && policy.body_limit.is_some()).then(|| Arc::new(AtomicBool::new(false)));
         // Only bodiless idempotent requests are retried, and only when there is another endpoint
         // to try (the headers are kept for the retry, which costs a copy).
         let retryable = body.is_end_stream() && is_idempotent(&parts.method) && backend.endpoints.len() > 1;
@@ -134,9 +136,9 @@ impl Proxy {
             ProxyBody::Empty
         } else {
             let guarded = Guarded::new(body, Some(policy.send_timeout));
-            ProxyBody::Stream(match policy.body_limit {
-                Some(limit) => guarded.with_limit(limit, overflow.clone()),
-                None => guarded,
+            ProxyBody::Stream(match (policy.body_limit, &overflow) {
+                (Some(limit), Some(flag)) => guarded.with_limit(limit, flag.clone()),
+                _ => guarded,
             })
         };
         let path_and_query = match (&path, parts.uri.query()) {
@@ -156,6 +158,9 @@ impl Proxy {
             _ => Version::HTTP_11,
         };
         let started = Instant::now();
+        if policy.ewma {
+            backend.start(endpoint);
+        }
         // proxy-read-timeout bounds the wait for the response head. The connect has its own
         // (shorter by default) limit in the connector.
         let deadline = policy.read_timeout;
@@ -186,11 +191,20 @@ impl Proxy {
                 other => break other,
             }
         };
+        if policy.ewma {
+            // A failure (often an instant "connection refused") is charged as slow as the
+            // connect timeout, so EWMA steers away from failing endpoints.
+            let elapsed = match &result {
+                Ok(Ok(_)) => started.elapsed(),
+                _ => policy.connect_timeout,
+            };
+            backend.finish(endpoint, u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        }
         let mut resp = match result {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 self.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
-                if overflow.load(Ordering::Relaxed) {
+                if overflow.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
                     return local(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large\n");
                 }
                 tracing::debug!(backend = %backend.name, endpoint = %target, error = %e, "upstream request failed");
@@ -340,8 +354,13 @@ fn set_cookie(affinity: &Affinity, endpoint: SocketAddr, route_path: &str) -> St
     if let Some(domain) = &affinity.domain {
         cookie.push_str(&format!("; Domain={domain}"));
     }
-    if let Some(expires) = affinity.expires {
-        let at = chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(expires).unwrap_or(i64::MAX / 2_000));
+    // `session-cookie-expires` comes from the user: out-of-range values are skipped, not a panic.
+    let expires_at = affinity
+        .expires
+        .and_then(|secs| i64::try_from(secs).ok())
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|d| chrono::Utc::now().checked_add_signed(d));
+    if let Some(at) = expires_at {
         cookie.push_str(&format!("; Expires={}", at.format("%a, %d %b %Y %H:%M:%S GMT")));
     }
     if let Some(max_age) = affinity.max_age {
@@ -517,6 +536,28 @@ mod tests {
         assert_eq!(h[header::HOST], "myhost:80");
         assert_eq!(h[&X_REQUEST_ID].len(), 32);
         assert!(!h.contains_key("x-secret") && !h.contains_key(header::CONNECTION) && !h.contains_key(&PROXY));
+    }
+
+    #[test]
+    fn set_cookie_attributes_and_huge_expiry() {
+        let affinity = Affinity {
+            cookie_name: "route".into(),
+            path: None,
+            domain: None,
+            max_age: Some(60),
+            expires: Some(u64::MAX),
+            samesite: Some("Strict".into()),
+            secure: true,
+            persistent: false,
+        };
+        let ep: SocketAddr = "10.0.0.1:80".parse().expect("addr");
+        let cookie = set_cookie(&affinity, ep, "/app");
+        assert_eq!(
+            cookie,
+            format!("route={}; Path=/app; Max-Age=60; Secure; HttpOnly; SameSite=Strict", endpoint_token(ep))
+        );
+        let with_expiry = set_cookie(&Affinity { expires: Some(3600), ..affinity }, ep, "/");
+        assert!(with_expiry.contains("; Expires="), "{with_expiry}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use regex::Regex;
@@ -19,18 +19,78 @@ use crate::metrics::IngressCounters;
 /// `namespace/name` of an Ingress.
 pub type IngressName = Arc<str>;
 
-/// A Service port's ready endpoints, chosen from round robin (or by affinity cookie).
+/// A Service port's ready endpoints, chosen by round robin, by EWMA latency, or by affinity
+/// cookie.
 #[derive(Debug)]
 pub struct Backend {
     /// `namespace/service:port`, for logs.
     pub name: String,
     pub endpoints: Vec<SocketAddr>,
     next: AtomicUsize,
+    /// Per endpoint (same order): latency estimate and requests in flight, for EWMA.
+    stats: Vec<EndpointStats>,
 }
+
+/// Load of one endpoint as `load-balance: ewma` sees it.
+#[derive(Debug, Default)]
+struct EndpointStats {
+    /// Exponentially weighted response time, microseconds.
+    ewma_micros: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// Weight of a new latency sample in the moving average (out of 8).
+const EWMA_NEW_SAMPLE_EIGHTHS: u64 = 2;
 
 impl Backend {
     pub fn new(name: String, endpoints: Vec<SocketAddr>) -> Backend {
-        Backend { name, endpoints, next: AtomicUsize::new(0) }
+        let stats = endpoints.iter().map(|_| EndpointStats::default()).collect();
+        Backend { name, endpoints, next: AtomicUsize::new(0), stats }
+    }
+
+    /// Power of two choices over the EWMA cost (latency × (in-flight + 1)): two endpoints
+    /// drawn at random, the cheaper one wins. Endpoints not measured yet cost nothing, so each
+    /// is tried early.
+    pub fn pick_ewma(&self) -> Option<SocketAddr> {
+        let n = self.endpoints.len();
+        if n < 2 {
+            return self.pick();
+        }
+        let a = rand::random_range(0..n);
+        let b = (a + 1 + rand::random_range(0..n - 1)) % n;
+        let cost = |i: usize| {
+            let s = &self.stats[i];
+            s.ewma_micros.load(Ordering::Relaxed).saturating_mul(s.in_flight.load(Ordering::Relaxed) + 1)
+        };
+        Some(self.endpoints[if cost(b) < cost(a) { b } else { a }])
+    }
+
+    /// Marks a request to `endpoint` as started (EWMA bookkeeping).
+    pub fn start(&self, endpoint: SocketAddr) {
+        if let Some(s) = self.stats_of(endpoint) {
+            s.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records the response time of a request to `endpoint` that [`Backend::start`] counted.
+    pub fn finish(&self, endpoint: SocketAddr, micros: u64) {
+        if let Some(s) = self.stats_of(endpoint) {
+            let _ = s.in_flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+            let old = s.ewma_micros.load(Ordering::Relaxed);
+            let new = if old == 0 {
+                micros
+            } else {
+                let mixed = (u128::from(old) * u128::from(8 - EWMA_NEW_SAMPLE_EIGHTHS)
+                    + u128::from(micros) * u128::from(EWMA_NEW_SAMPLE_EIGHTHS))
+                    / 8;
+                u64::try_from(mixed).unwrap_or(u64::MAX)
+            };
+            s.ewma_micros.store(new.max(1), Ordering::Relaxed);
+        }
+    }
+
+    fn stats_of(&self, endpoint: SocketAddr) -> Option<&EndpointStats> {
+        self.endpoints.iter().position(|e| *e == endpoint).map(|i| &self.stats[i])
     }
 
     /// The next endpoint in round-robin order, `None` when the Service has no ready endpoint.
@@ -202,6 +262,22 @@ mod tests {
         assert!(!m.matches("/aaa/bbbxyz"));
         assert!(!m.matches("/aaa"));
         assert!(PathMatcher::Prefix(String::new()).matches("/anything"));
+    }
+
+    #[test]
+    fn ewma_prefers_the_faster_endpoint() {
+        let fast: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let slow: SocketAddr = "127.0.0.2:1".parse().expect("addr");
+        let backend = Backend::new("x".into(), vec![fast, slow]);
+        backend.start(fast);
+        backend.finish(fast, 100);
+        backend.start(slow);
+        backend.finish(slow, 50_000);
+        // With two endpoints both are always drawn, so the cheaper one always wins.
+        assert!((0..20).all(|_| backend.pick_ewma() == Some(fast)));
+        backend.start(fast);
+        backend.finish(fast, 1_000_000);
+        assert_eq!(backend.pick_ewma(), Some(slow), "a slow sample moves traffic away");
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub struct Agent {
     /// fork hundreds of processes at once.
     pub sandbox_slots: tokio::sync::Semaphore,
     pub backoff: BackoffPolicy,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Set once the API server turned out to have no TokenRequest API.
     pub token_api_missing: std::sync::atomic::AtomicBool,
     /// Running pods by (namespace, name).

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -237,8 +238,12 @@ impl Runner {
                 }
                 let next = instances(&self.dir).last().map(|i| i.index + 1).unwrap_or(0);
                 match self.start(next).await {
-                    Ok(instance) => current = Some(instance),
+                    Ok(instance) => {
+                        self.agent.metrics.container_starts.fetch_add(1, Ordering::Relaxed);
+                        current = Some(instance);
+                    }
                     Err((reason, message, retry)) => {
+                        self.agent.metrics.container_start_failures.fetch_add(1, Ordering::Relaxed);
                         self.publish(|s| {
                             s.state = json!({"waiting": {"reason": reason, "message": message}});
                             s.ready = false;
@@ -259,7 +264,11 @@ impl Runner {
             }
             let Some(instance) = current.take() else { continue };
             match self.supervise(&instance).await {
-                Supervised::Exited(exit) => pending = Some((instance.index, exit)),
+                Supervised::Exited(exit) => {
+                    // Only right after a watched exit: the group id cannot have been reused yet.
+                    kill_leftovers(&instance);
+                    pending = Some((instance.index, exit));
+                }
                 Supervised::Stopped => return,
             }
         }
@@ -464,26 +473,28 @@ impl Runner {
     /// recorded (or after a bounded wait).
     async fn kill(&self, instance: &InstanceDir, grace: Duration, pre_stop: bool) {
         let deadline = Instant::now() + grace;
-        if instance.read_exit().is_some() {
-            return;
-        }
-        if pre_stop {
-            self.run_pre_stop(instance, grace).await;
-        }
-        if let Some(pid) = instance.live_pid() {
-            signal_group(pid, libc::SIGTERM);
-        }
-        while instance.read_exit().is_none() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // The container leads its own process group; its pid stays reserved as the group id
+        // while any member lives, so signalling the group never hits an unrelated process.
+        let group = instance.read_pid().map(|p| p.pid);
         if instance.read_exit().is_none() {
-            if let Some(pid) = instance.live_pid() {
-                signal_group(pid, libc::SIGKILL);
+            if pre_stop {
+                self.run_pre_stop(instance, grace).await;
             }
-            let hard = Instant::now() + Duration::from_secs(5);
-            while instance.read_exit().is_none() && Instant::now() < hard {
+            if let Some(pid) = group {
+                signal_group(pid, libc::SIGTERM);
+            }
+            while instance.read_exit().is_none() && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+        // SIGKILL whatever is left: the main process after the grace period, and background
+        // processes it left behind.
+        if let Some(pid) = group {
+            signal_group(pid, libc::SIGKILL);
+        }
+        let hard = Instant::now() + Duration::from_secs(5);
+        while instance.read_exit().is_none() && Instant::now() < hard {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -518,6 +529,14 @@ impl Runner {
             }
             Err(e) => tracing::warn!(error = %e, "preStop hook could not start"),
         }
+    }
+}
+
+/// SIGKILLs what an ended instance left running in its process group (background
+/// processes of a shell, for instance).
+fn kill_leftovers(instance: &InstanceDir) {
+    if let Some(record) = instance.read_pid() {
+        signal_group(record.pid, libc::SIGKILL);
     }
 }
 

@@ -16,6 +16,7 @@ pub mod events;
 pub mod image;
 pub mod instance;
 pub mod ipam;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod podfiles;
@@ -85,14 +86,23 @@ pub struct Args {
     /// Pod capacity reported in Node.status.
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// Address for /healthz, /readyz and /metrics (e.g. 127.0.0.1:10248).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Runs the agent until the process is stopped. Pods keep running when it stops; the next
 /// agent on the same data dir re-adopts them.
 pub async fn run(client: kube::Client, args: Args) -> Result<()> {
     let started = Instant::now();
-    warn_if_private_mounts();
+    reenter_launcher_mount_namespace()?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+        tokio::spawn(metrics::serve(listener, metrics.clone()));
+    }
     let node_ip = match args.node_ip {
         Some(ip) => ip,
         None => network::default_node_ip(&args.bridge).await?,
@@ -147,6 +157,7 @@ pub async fn run(client: kube::Client, args: Args) -> Result<()> {
         exe: std::env::current_exe().context("locating the skiff binary")?,
         sandbox_slots: tokio::sync::Semaphore::new(8),
         backoff: BackoffPolicy::default(),
+        metrics: metrics.clone(),
         token_api_missing: Default::default(),
         pods: Mutex::new(HashMap::new()),
         data_dir: args.data_dir.clone(),
@@ -168,6 +179,7 @@ pub async fn run(client: kube::Client, args: Args) -> Result<()> {
 
     node::report_status(&client, &facts, true, Some(&node)).await?;
     ready_tx.send_replace(true);
+    metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         node = %args.node_name, %node_ip, %pod_cidr, kubelet = %listen,
         ready_ms = started.elapsed().as_millis() as u64, "node agent ready"
@@ -193,16 +205,39 @@ fn cluster_ca(kubeconfig: &Path) -> Result<Vec<u8>> {
     anyhow::bail!("the kubeconfig has no cluster CA (certificate-authority or certificate-authority-data)")
 }
 
-/// Pod network namespaces are bind mounts under /run/netns; when the agent runs in a mount
-/// namespace that does not propagate to the node's (`ip netns exec` makes one), nobody else
-/// sees them. Start the agent with only the network namespace switched (`nsenter --net=`).
-fn warn_if_private_mounts() {
-    let ours = std::fs::read_link("/proc/self/ns/mnt").ok();
-    let init = std::fs::read_link("/proc/1/ns/mnt").ok();
-    if ours.is_some() && init.is_some() && ours != init {
-        tracing::warn!(
-            "the agent runs in its own mount namespace: pod network namespaces under /run/netns \
-             may not be visible outside it (start the agent with `nsenter --net=…`, not `ip netns exec`)"
-        );
+/// Set on the re-executed agent, so it never loops.
+const MOUNT_NS_ENV: &str = "SKIFF_AGENT_IN_LAUNCHER_MOUNT_NS";
+
+/// Pod network namespaces are bind mounts under /run/netns. Under `ip netns exec`, the agent
+/// runs in a private (slave) mount namespace: mounts made there are invisible to everyone
+/// else, including the next agent, so pods could not be re-adopted or cleaned up. In that
+/// case the agent re-executes itself in its launcher's mount namespace (keeping the
+/// network namespace). Started with only the network namespace switched (`nsenter --net`,
+/// or `setns(CLONE_NEWNET)`), nothing happens.
+fn reenter_launcher_mount_namespace() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(MOUNT_NS_ENV).is_some() {
+        return Ok(());
     }
+    let parent = std::os::unix::process::parent_id();
+    let ours = std::fs::read_link("/proc/self/ns/mnt");
+    let theirs = std::fs::read_link(format!("/proc/{parent}/ns/mnt"));
+    let (Ok(ours), Ok(theirs)) = (ours, theirs) else { return Ok(()) };
+    if ours == theirs || parent <= 1 {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("locating the skiff binary")?;
+    tracing::info!(
+        launcher = parent,
+        "the agent was started in a private mount namespace (ip netns exec?); re-entering the launcher's \
+         so pod network namespaces are visible outside the agent"
+    );
+    let error = std::process::Command::new("nsenter")
+        .arg(format!("--mount=/proc/{parent}/ns/mnt"))
+        .arg("--")
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(MOUNT_NS_ENV, "1")
+        .exec();
+    Err(anyhow::Error::new(error).context("re-executing the agent with nsenter"))
 }

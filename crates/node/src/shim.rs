@@ -9,6 +9,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::instance::{now_rfc3339, start_ticks, ExitRecord, InstanceDir, Launch, PidRecord};
 use crate::ipam::write_atomic;
@@ -75,8 +76,13 @@ fn supervise(instance: &InstanceDir) -> anyhow::Result<ExitRecord> {
         copiers.push(copy_lines(err, "stderr", log.clone()));
     }
     let status = child.wait()?;
+    // Background processes may hold the pipes open after the main process ended: give the
+    // copiers a moment to drain, but record the exit without waiting for them.
+    let drained = Instant::now() + Duration::from_secs(1);
     for copier in copiers {
-        let _ = copier.join();
+        while !copier.is_finished() && Instant::now() < drained {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     let (exit_code, signal) = match (status.code(), status.signal()) {
         (Some(code), _) => (code, None),

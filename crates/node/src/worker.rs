@@ -3,6 +3,7 @@
 //! the regular containers, Pod.status written whenever it changes, and on deletion a
 //! graceful stop followed by the final delete (grace 0, as kubelet does) and teardown.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,7 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
                     "FailedCreatePodSandBox",
                     &format!("Failed to create pod sandbox: {e:#}"),
                 );
+                agent.metrics.sandbox_failures.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     _ = updates.changed() => {}
@@ -93,6 +95,7 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
     if let Ok(mut pods) = agent.pods.lock() {
         pods.insert(key.clone(), Arc::new(view));
     }
+    agent.metrics.pods.fetch_add(1, Ordering::Relaxed);
     let mut worker = Worker {
         agent: agent.clone(),
         pod: Arc::new(pod),
@@ -103,8 +106,10 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
         init: Vec::new(),
         main: Vec::new(),
         last_written: None,
+        accepted: Some(accepted),
     };
     let deleted_from_api = worker.run_until_deleted(&mut updates).await;
+    agent.metrics.pods.fetch_sub(1, Ordering::Relaxed);
     if let Ok(mut pods) = agent.pods.lock() {
         if pods.get(&key).map(|v| v.uid == uid).unwrap_or(false) {
             pods.remove(&key);
@@ -207,6 +212,7 @@ async fn prepare(agent: &Agent, pod: &Pod, dir: &PodDir) -> Result<PodRecord> {
             let ip = record.ip.context("no pod IP")?;
             let began = std::time::Instant::now();
             agent.network.create_sandbox(&names, ip).await?;
+            agent.metrics.observe_sandbox_setup(began.elapsed());
             tracing::debug!(
                 netns = %names.netns,
                 queued_ms = (began - waited).as_millis() as u64,
@@ -290,6 +296,9 @@ struct Worker {
     init: Vec<RunnerHandle>,
     main: Vec<RunnerHandle>,
     last_written: Option<Value>,
+    /// When the pod was accepted, until all its containers have started once (for the
+    /// pod-start latency metric).
+    accepted: Option<std::time::Instant>,
 }
 
 impl Worker {
@@ -421,6 +430,11 @@ impl Worker {
             ));
         }
         let mut main: Vec<ContainerSnapshot> = self.main.iter().map(|r| r.status.borrow().clone()).collect();
+        if !main.is_empty() && main.iter().all(|c| c.is_running()) {
+            if let Some(accepted) = self.accepted.take() {
+                self.agent.metrics.observe_pod_start(accepted.elapsed());
+            }
+        }
         if main.is_empty() {
             for c in &spec.containers {
                 main.push(ContainerSnapshot::waiting(
@@ -452,6 +466,7 @@ impl Worker {
             .await
         {
             Ok(pod) => {
+                self.agent.metrics.status_writes.fetch_add(1, Ordering::Relaxed);
                 self.last_written = Some(status);
                 if pod.metadata.uid == self.pod.metadata.uid {
                     // Keep the conditions' transition times in sync with what was written.

@@ -123,6 +123,7 @@ mod tests {
                 external: targets,
                 masquerade_external: true,
                 affinity_timeout: None,
+                firewall: None,
             }],
             ..Default::default()
         }

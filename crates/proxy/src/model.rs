@@ -70,6 +70,17 @@ pub struct ServicePortState {
     pub masquerade_external: bool,
     /// sessionAffinity ClientIP timeout in seconds.
     pub affinity_timeout: Option<u32>,
+    /// loadBalancerSourceRanges: only these sources may use the LoadBalancer IPs.
+    pub firewall: Option<Firewall>,
+}
+
+/// `loadBalancerSourceRanges` of a LoadBalancer Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Firewall {
+    /// The LoadBalancer IPs the ranges guard (external IPs and node ports are not guarded).
+    pub ips: Vec<Ipv4Addr>,
+    /// Allowed source networks (address, prefix length), sorted.
+    pub allowed: Vec<(Ipv4Addr, u8)>,
 }
 
 impl ServicePortState {
@@ -113,6 +124,7 @@ pub fn service_state(entry: &ServiceEntry<'_>, node: &NodeContext) -> Option<Ser
     external_ips.sort();
     external_ips.dedup();
     let node_ports_apply = matches!(service.service_type, ServiceType::NodePort | ServiceType::LoadBalancer);
+    let firewall = firewall(service);
     let is_local = |e: &Endpoint| e.node_name.as_deref() == Some(node.node_name.as_str());
     let ready = |e: &Endpoint| e.ready || service.publish_not_ready_addresses;
 
@@ -150,6 +162,7 @@ pub fn service_state(entry: &ServiceEntry<'_>, node: &NodeContext) -> Option<Ser
                 external: targets(service.external_traffic_policy),
                 masquerade_external: service.external_traffic_policy == TrafficPolicy::Cluster,
                 affinity_timeout: service.session_affinity_timeout,
+                firewall: firewall.clone(),
             }
         })
         .collect();
@@ -162,6 +175,20 @@ pub fn service_state(entry: &ServiceEntry<'_>, node: &NodeContext) -> Option<Ser
         0
     };
     Some(ServiceState { ports, health_check_node_port, local_ready_endpoints })
+}
+
+/// The source-range firewall of a LoadBalancer Service with ranges and IPv4 ingress IPs.
+/// Ranges that do not parse are ignored (the API server validates them).
+fn firewall(service: &skiff_core::service_view::Service) -> Option<Firewall> {
+    if service.service_type != ServiceType::LoadBalancer || service.load_balancer_source_ranges.is_empty() {
+        return None;
+    }
+    let ips: Vec<Ipv4Addr> = service.load_balancer_ips.iter().filter_map(ipv4).collect();
+    let mut allowed: Vec<(Ipv4Addr, u8)> =
+        service.load_balancer_source_ranges.iter().filter_map(|r| crate::parse_cidr(r).ok()).collect();
+    allowed.sort();
+    allowed.dedup();
+    (!ips.is_empty()).then_some(Firewall { ips, allowed })
 }
 
 /// Ready endpoints among those `keep` selects; when none is ready, the serving and
@@ -274,10 +301,24 @@ mod tests {
         assert!(!p.masquerade_external);
         assert_eq!(p.external_ips, vec!["172.30.0.200".parse::<Ipv4Addr>().unwrap(), "203.0.113.9".parse().unwrap()]);
         assert_eq!(s.health_check_node_port, 32000);
+        assert!(p.firewall.is_none());
         assert_eq!(s.local_ready_endpoints, 0);
 
         let none = view(json!({"clusterIP": "10.96.0.5", "ports": [{"name": "http", "port": 80}]}), json!([]));
         assert_eq!(state(&none).unwrap().ports[0].internal.when_empty, NoEndpoints::Reject);
+    }
+
+    #[test]
+    fn source_ranges_guard_load_balancer_ips() {
+        let v = view(
+            json!({"type": "LoadBalancer", "clusterIP": "10.96.0.5", "externalIPs": ["203.0.113.9"],
+                   "loadBalancerSourceRanges": ["10.1.0.0/16", "bad", "192.168.1.7/24"],
+                   "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+            json!([]),
+        );
+        let fw = state(&v).unwrap().ports[0].firewall.clone().unwrap();
+        assert_eq!(fw.ips, vec!["172.30.0.200".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(fw.allowed, vec![("10.1.0.0".parse().unwrap(), 16), ("192.168.1.0".parse().unwrap(), 24)]);
     }
 
     #[test]

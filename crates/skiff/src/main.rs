@@ -76,12 +76,21 @@ struct ServerArgs {
     #[arg(long, default_value = "30000-32767")]
     node_port_range: String,
     /// Keep the cluster state in etcd instead of the embedded store (comma-separated
-    /// http:// URLs of the members). Several `skiff server`s on one etcd serve one cluster.
+    /// http:// or https:// URLs of the members). Several `skiff server`s on one etcd serve one cluster.
     #[arg(long, value_delimiter = ',')]
     etcd_endpoints: Vec<String>,
     /// Key prefix in etcd (replaces kube-apiserver's default `/registry`).
     #[arg(long, default_value = "/registry")]
     etcd_prefix: String,
+    /// CA certificate (PEM) of the etcd members' certificates; required for https:// endpoints.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// Client certificate (PEM) presented to etcd (with --etcd-keyfile).
+    #[arg(long, requires = "etcd_keyfile")]
+    etcd_certfile: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-certfile.
+    #[arg(long, requires = "etcd_certfile")]
+    etcd_keyfile: Option<PathBuf>,
     /// Seconds this server stays in the `kubernetes` Service's endpoints after it stops
     /// renewing its lease (it renews every two thirds of this; a clean shutdown leaves at once).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -262,6 +271,9 @@ async fn run_server(args: ServerArgs) -> Result<()> {
     config.etcd_endpoints = args.etcd_endpoints;
     config.etcd_prefix = args.etcd_prefix;
     config.endpoint_lease_ttl = std::time::Duration::from_secs(args.endpoint_lease_ttl);
+    config.etcd_cafile = args.etcd_cafile;
+    config.etcd_certfile = args.etcd_certfile;
+    config.etcd_keyfile = args.etcd_keyfile;
     let started = std::time::Instant::now();
     skiff_apiserver::run(config, |server| {
         tracing::info!(

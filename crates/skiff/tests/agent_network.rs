@@ -82,6 +82,12 @@ fn pods_get_ips_talk_by_ip_and_are_pingable() {
 
     assert!(ping_from_node(&cluster, &server_ip), "the node reaches the pod IP");
 
+    assert_eq!(cluster.agent_http("/readyz"), "ok");
+    let metrics = cluster.agent_http("/metrics");
+    assert!(metrics.contains("skiff_agent_pods 2\n"), "{metrics}");
+    assert!(metrics.contains("skiff_agent_sandbox_setup_seconds_count 2\n"), "{metrics}");
+    assert!(metrics.contains("skiff_agent_pod_start_seconds_count 2\n"), "{metrics}");
+
     let pod = cluster.pod("server").expect("server pod");
     assert_eq!(pod["status"]["hostIP"], agent_support::NODE_IP);
     assert_eq!(pod["status"]["podIPs"][0]["ip"], server_ip.as_str());

@@ -40,8 +40,13 @@ fn agent_restart_keeps_pods() {
     // Deleted while the agent is away (force: nobody would finish a graceful delete).
     cluster.kubectl_ok(&["delete", "pod", "keep-c", "--grace-period=0", "--force"]);
 
-    cluster.start_agent();
+    // Restarted the way `ip netns exec` starts programs (a private mount namespace).
+    cluster.start_agent_with_ip_netns_exec();
     cluster.wait_node_ready();
+    assert!(
+        cluster.agent_log().contains("re-entering the launcher"),
+        "the agent did not notice its private mount namespace"
+    );
     for (i, n) in names.iter().enumerate().take(2) {
         let pod = cluster.wait_running(n);
         assert_eq!(pod["status"]["podIP"].as_str(), Some(ips[i].as_str()), "{n} keeps its IP");

@@ -31,7 +31,17 @@ fn annotations_end_to_end() {
     let sticky = Backend::start("sticky", 3);
     let main = Backend::start("main", 1);
     let canary = Backend::start("canary", 1);
+    let upstream_cert = make_cert(server.dir.path(), "upstream", &["upstream.example"]);
+    let tls_upstream = TlsUpstream::start(&upstream_cert);
     let mut items = vec![ingress_class(false)];
+    items.extend(service_manifests("tls-upstream", "default", &[tls_upstream.addr.ip()], tls_upstream.addr.port()));
+    items.push(simple(
+        "https-backend",
+        ann(&[("backend-protocol", "HTTPS")]),
+        "https-backend.example",
+        "/",
+        "tls-upstream",
+    ));
     for b in [&sticky, &main, &canary] {
         items.extend(b.manifests("default"));
     }
@@ -161,6 +171,11 @@ fn annotations_end_to_end() {
     // proxy-read-timeout: an upstream slower than the timeout gets 504.
     assert_eq!(ing.get("slow.example", "/sleep/3000", &[]).0, 504);
     assert_eq!(ing.who("slow.example", "/sleep/10"), "main");
+
+    // backend-protocol HTTPS: TLS to the endpoint (openssl s_server's status page).
+    let (code, body) = ing.get("https-backend.example", "/", &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("s_server"), "{body}");
 
     // Unsupported annotations: served anyway, with a warning Event.
     assert_eq!(ing.who("odd.example", "/"), "main");

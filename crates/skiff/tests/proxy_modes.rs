@@ -140,6 +140,14 @@ fn node_port_and_external(mode: &str) {
         r#"{"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.20"}]}}}"#,
     ]);
     lab.wait_tcp("198.51.100.20", 80, "LoadBalancer IP", |l| l == format!("OK a {CLIENT_IP}"));
+
+    // loadBalancerSourceRanges: other sources are dropped at the LoadBalancer IP only.
+    let ranges = |r: &str| format!("{{\"spec\": {{\"loadBalancerSourceRanges\": [\"{r}\"]}}}}");
+    lab.kubectl_ok(&["patch", "service", "np", "-p", &ranges("10.1.0.0/16")]);
+    lab.wait_tcp("198.51.100.20", 80, "source range blocks the client", |l| !is_ok(l));
+    assert!(ok(&lab.tcp(NODE_IP, 30080, 1)), "node ports are not guarded by source ranges");
+    lab.kubectl_ok(&["patch", "service", "np", "-p", &ranges("172.30.0.0/24")]);
+    lab.wait_tcp("198.51.100.20", 80, "source range admits the client", is_ok);
     let health = format!("http://{NODE_IP}:32100/");
     let (status, body) = lab.eventually("health check 200", Duration::from_secs(20), || {
         let r = lab.http(&lab.client.clone(), &health);
@@ -165,6 +173,7 @@ fn node_port_and_external(mode: &str) {
         "-p",
         r#"{"spec": {"type": "ExternalName", "externalName": "example.com", "clusterIP": "", "clusterIPs": null,
                      "externalIPs": null, "externalTrafficPolicy": null, "healthCheckNodePort": null,
+                     "loadBalancerSourceRanges": null,
                      "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}"#,
     ]);
     lab.wait_tcp(NODE_IP, 30080, "NodePort released", |l| l == "REFUSED");

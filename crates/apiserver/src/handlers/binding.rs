@@ -30,7 +30,8 @@ pub async fn create(ctx: &Ctx, (content_type, body): (Option<String>, Bytes)) ->
         errs.push(FieldError::required("target.name", ""));
     }
     if !errs.is_empty() {
-        let subject = skiff_api::Subject { group: "".into(), kind: "Binding".into(), resource: "bindings".into(), name };
+        let subject =
+            skiff_api::Subject { group: "".into(), kind: "Binding".into(), resource: "bindings".into(), name };
         return Err(ApiError::Invalid(subject, errs));
     }
 
@@ -78,7 +79,9 @@ fn set_scheduled_condition(pod: &mut Value) {
     let now = skiff_api::object::now_timestamp();
     match conditions.iter_mut().find(|c| c["type"] == "PodScheduled") {
         Some(c) if c["status"] == "True" => {}
-        Some(c) => *c = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
+        Some(c) => {
+            *c = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now})
+        }
         None => conditions.push(json!({
             "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now,
         })),

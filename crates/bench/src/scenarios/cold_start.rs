@@ -25,12 +25,23 @@ pub struct ColdStartResult {
 
 /// Starts and stops the server `runs` times, each on a fresh directory under `work_dir`.
 pub async fn run(binary: &Path, work_dir: &Path, runs: usize) -> Result<ColdStartResult> {
+    run_with(binary, work_dir, runs, |_| Vec::new()).await
+}
+
+/// [`run`] with extra `skiff server` arguments for run `i` (the etcd benchmark gives each run
+/// its own `--etcd-prefix`, so every start is on an empty store).
+pub async fn run_with(
+    binary: &Path,
+    work_dir: &Path,
+    runs: usize,
+    server_args: impl Fn(usize) -> Vec<String>,
+) -> Result<ColdStartResult> {
     let mut samples = Vec::with_capacity(runs);
     for i in 0..runs {
         let dir = work_dir.join(format!("cold-start-{i}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let started = Instant::now();
-        let mut server = ServerProcess::spawn(binary, &dir)?;
+        let mut server = ServerProcess::spawn_with(binary, &dir, &server_args(i))?;
         server.wait_ready(READY_TIMEOUT).await.with_context(|| format!("cold start {}", i + 1))?;
         let elapsed = started.elapsed();
         server.stop().await?;

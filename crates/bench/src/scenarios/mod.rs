@@ -4,9 +4,13 @@
 //! 2. one long-lived server: its idle memory, then [`creates`] of the benchmark Services,
 //!    then its memory holding them;
 //! 3. [`watch`] latency on that same server (with every Service still there), then memory again.
+//!
+//! With `--etcd-endpoints`, [`etcd`] then runs the same scenarios on etcd-backed servers and the
+//! watch fan-out across two of them ([`run_api_on_etcd`]).
 
 pub mod cold_start;
 pub mod creates;
+pub mod etcd;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -29,10 +33,10 @@ pub const NAMESPACE: &str = "bench";
 pub const SERVICES_PATH: &str = "/api/v1/namespaces/bench/services";
 
 /// How long the long-lived server may take to become ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs every API scenario against servers started from `args.server_binary`.
-pub async fn run_api(args: &ApiArgs) -> Result<ApiReport> {
+/// The skiff binary to start servers from: `--server-binary` or the running executable.
+fn server_binary(args: &ApiArgs) -> Result<PathBuf> {
     let binary = match &args.server_binary {
         Some(path) => path.clone(),
         None => std::env::current_exe().context("finding the running skiff binary")?,
@@ -40,6 +44,20 @@ pub async fn run_api(args: &ApiArgs) -> Result<ApiReport> {
     if !binary.is_file() {
         bail!("server binary {} does not exist", binary.display());
     }
+    Ok(binary)
+}
+
+/// Runs the scenarios on servers backed by `args.etcd_endpoints` (see [`etcd`]).
+pub async fn run_api_on_etcd(args: &ApiArgs) -> Result<etcd::EtcdReport> {
+    let binary = server_binary(args)?;
+    let work = WorkDir::create(args.work_dir.as_deref(), args.keep)?;
+    tracing::info!(dir = %work.path().display(), "etcd benchmark work directory");
+    etcd::run(args, &binary, work.path()).await
+}
+
+/// Runs every API scenario against servers started from `args.server_binary`.
+pub async fn run_api(args: &ApiArgs) -> Result<ApiReport> {
+    let binary = server_binary(args)?;
     let work = WorkDir::create(args.work_dir.as_deref(), args.keep)?;
     tracing::info!(dir = %work.path().display(), server = %binary.display(), "benchmark work directory");
 
@@ -78,7 +96,7 @@ pub async fn run_api(args: &ApiArgs) -> Result<ApiReport> {
 
 /// Creates the benchmark namespace (it may exist already only if a kept directory is reused,
 /// which `WorkDir` never does, so anything but 201 is an error).
-async fn create_namespace(endpoint: &ApiEndpoint) -> Result<()> {
+pub(crate) async fn create_namespace(endpoint: &ApiEndpoint) -> Result<()> {
     let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
     let mut conn = endpoint.connect().await?;
     let (status, answer) = conn.call(Method::POST, "/api/v1/namespaces", Some(Bytes::from(body.to_string()))).await?;

@@ -84,7 +84,19 @@ struct WatcherLog {
 }
 
 pub async fn run(endpoint: &ApiEndpoint, watchers: usize, events: usize, interval: Duration) -> Result<WatchResult> {
-    let mut writer = endpoint.connect().await?;
+    run_across(endpoint, endpoint, watchers, events, interval).await
+}
+
+/// [`run`] with the creates sent to `writer` and the watches opened on `watched`: with two
+/// API servers on one etcd, the latency of a write through one reaching watchers of the other.
+pub async fn run_across(
+    writer_endpoint: &ApiEndpoint,
+    endpoint: &ApiEndpoint,
+    watchers: usize,
+    events: usize,
+    interval: Duration,
+) -> Result<WatchResult> {
+    let mut writer = writer_endpoint.connect().await?;
     let start_rv = current_resource_version(&mut writer).await?;
 
     // Open every stream before anything is written: each has its response headers.

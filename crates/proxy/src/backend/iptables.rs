@@ -26,6 +26,8 @@ use super::{Dataplane, Update};
 use crate::model::{Backend, NoEndpoints, ServicePortState, ServiceState, Targets};
 
 const MASQ_MARK: &str = "0x4000/0x4000";
+/// Packets the nat table wants dropped (loadBalancerSourceRanges).
+const DROP_MARK: &str = "0x8000";
 
 /// The per-Service part of the ruleset, kept to rewrite the top-level chains without
 /// recomputing every Service.
@@ -99,6 +101,9 @@ impl Iptables {
         nat.push_str("COMMIT\n*filter\n");
         for chain in ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"] {
             let _ = writeln!(nat, ":{chain} - [0:0]");
+        }
+        for chain in ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"] {
+            let _ = writeln!(nat, "-A {chain} -m mark --mark {DROP_MARK}/{DROP_MARK} -j DROP");
         }
         for r in &services {
             for line in r.filter_services.iter().chain(&r.filter_external) {
@@ -252,6 +257,7 @@ fn render(state: &ServiceState, cluster_cidr: Option<(Ipv4Addr, u8)>) -> Rendere
         let svc_chain = format!("KUBE-SVC-{base}");
         let svl_chain = format!("KUBE-SVL-{base}");
         let ext_chain = format!("KUBE-EXT-{base}");
+        let fw_chain = format!("KUBE-FW-{base}");
         let external_chain = if port.external.backends == port.internal.backends { &svc_chain } else { &svl_chain };
         // ClusterIP frontends.
         for ip in &port.cluster_ips {
@@ -286,7 +292,9 @@ fn render(state: &ServiceState, cluster_cidr: Option<(Ipv4Addr, u8)>) -> Rendere
                     .push(format!("-A KUBE-EXTERNAL-SERVICES {comment} {m} -j {}", verdict(&port.external)));
                 r.filter_services.push(format!("-A KUBE-SERVICES {comment} {m} -j {}", verdict(&port.external)));
             } else {
-                r.nat_services.push(format!("-A KUBE-SERVICES {comment} {m} -j {ext_chain}"));
+                let guarded = port.firewall.as_ref().is_some_and(|f| f.ips.contains(ip));
+                let target = if guarded { &fw_chain } else { &ext_chain };
+                r.nat_services.push(format!("-A KUBE-SERVICES {comment} {m} -j {target}"));
             }
         }
         if port.node_port != 0 {
@@ -307,6 +315,18 @@ fn render(state: &ServiceState, cluster_cidr: Option<(Ipv4Addr, u8)>) -> Rendere
             }
             rules.push(format!("-A {ext_chain} {comment} -j {external_chain}"));
             r.chains.push((ext_chain.clone(), rules));
+            if let Some(firewall) = &port.firewall {
+                // loadBalancerSourceRanges: allowed sources continue, the rest is dropped.
+                let mut fw: Vec<String> = firewall
+                    .allowed
+                    .iter()
+                    .map(|(net, len)| format!("-A {fw_chain} {comment} -s {net}/{len} -j {ext_chain}"))
+                    .collect();
+                // DROP is not allowed in nat: mark, and the filter table drops (as kube-proxy's
+                // KUBE-MARK-DROP).
+                fw.push(format!("-A {fw_chain} {comment} -j MARK --or-mark {DROP_MARK}"));
+                r.chains.push((fw_chain.clone(), fw));
+            }
             if external_chain == &svl_chain {
                 balance(&mut r, &svl_chain, &[], &name, port, &port.external.backends, &comment);
             }
@@ -436,6 +456,7 @@ mod tests {
             external: targets(n),
             masquerade_external: true,
             affinity_timeout: None,
+            firewall: None,
         };
         let r = render(&ServiceState { ports: vec![port(3)], ..Default::default() }, None);
         let svc = &r.chains.iter().find(|(c, _)| c.starts_with("KUBE-SVC-")).unwrap().1;

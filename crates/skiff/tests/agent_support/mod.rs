@@ -138,11 +138,32 @@ impl Cluster {
 
     /// (Re)starts the agent on the same data directory.
     pub fn start_agent(&mut self) {
+        let command = self.in_node(env!("CARGO_BIN_EXE_skiff"));
+        self.spawn_agent(command);
+    }
+
+    /// (Re)starts the agent the way `ip netns exec` launches programs: in a private mount
+    /// namespace (the agent must re-enter ours so its pod namespaces stay visible).
+    pub fn start_agent_with_ip_netns_exec(&mut self) {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.node_ns, env!("CARGO_BIN_EXE_skiff")]);
+        self.spawn_agent(command);
+    }
+
+    fn spawn_agent(&mut self, mut command: Command) {
         self.agent_starts += 1;
-        let child = self
-            .skiff("agent.log")
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log file");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log)
+            .env_remove("KUBECONFIG")
             .env("RUST_LOG", "info,skiff_node=debug")
-            .args(["agent", "--node-name", NODE_NAME, "--netns-prefix", &self.pod_ns_prefix, "--kubeconfig"])
+            .args(["agent", "--node-name", NODE_NAME, "--netns-prefix", &self.pod_ns_prefix])
+            .args(["--metrics-listen", "127.0.0.1:0", "--kubeconfig"])
             .arg(&self.kubeconfig)
             .arg("--data-dir")
             .arg(self.dir.path().join("agent"))
@@ -162,6 +183,20 @@ impl Cluster {
     /// How many "node agent ready" lines the agent log has.
     pub fn agent_ready_count(&self) -> usize {
         self.agent_log().matches("node agent ready").count()
+    }
+
+    /// GETs `path` from the agent's metrics address (the latest "metrics listening" line).
+    pub fn agent_http(&self, path: &str) -> String {
+        let log = self.agent_log();
+        let addr = log
+            .lines()
+            .filter(|l| l.contains("metrics listening"))
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+            .last()
+            .expect("the agent logged its metrics address")
+            .to_owned();
+        let out = self.in_node("curl").args(["-s", "-S", &format!("http://{addr}{path}")]).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn agent_log(&self) -> String {

@@ -78,27 +78,31 @@ impl Backend {
 
     /// The Service and its EndpointSlice, as JSON objects for a List manifest.
     pub fn manifests(&self, namespace: &str) -> Vec<Value> {
-        let endpoints: Vec<Value> = self
-            .addrs
-            .iter()
-            .map(|a| json!({"addresses": [a.ip().to_string()], "conditions": {"ready": true}}))
-            .collect();
-        vec![
-            json!({"apiVersion": "v1", "kind": "Service",
-                   "metadata": {"name": self.name, "namespace": namespace},
-                   "spec": {"ports": [{"name": "http", "port": 80, "targetPort": self.port}]}}),
-            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                   "metadata": {"name": format!("{}-manual", self.name), "namespace": namespace,
-                                "labels": {"kubernetes.io/service-name": self.name}},
-                   "addressType": "IPv4",
-                   "ports": [{"name": "http", "port": self.port, "protocol": "TCP"}],
-                   "endpoints": endpoints}),
-        ]
+        let ips: Vec<IpAddr> = self.addrs.iter().map(|a| a.ip()).collect();
+        service_manifests(&self.name, namespace, &ips, self.port)
     }
 
     pub fn ips(&self) -> Vec<String> {
         self.addrs.iter().map(|a| a.ip().to_string()).collect()
     }
+}
+
+/// A selector-less Service (port 80, named `http`) and a hand-written EndpointSlice listing
+/// `ips` on `port`.
+pub fn service_manifests(name: &str, namespace: &str, ips: &[IpAddr], port: u16) -> Vec<Value> {
+    let endpoints: Vec<Value> =
+        ips.iter().map(|ip| json!({"addresses": [ip.to_string()], "conditions": {"ready": true}})).collect();
+    vec![
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": name, "namespace": namespace},
+               "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]}}),
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": format!("{name}-manual"), "namespace": namespace,
+                            "labels": {"kubernetes.io/service-name": name}},
+               "addressType": "IPv4",
+               "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+               "endpoints": endpoints}),
+    ]
 }
 
 impl Drop for Backend {
@@ -399,6 +403,8 @@ pub fn rule(host: Option<&str>, paths: &[(&str, &str, &str)]) -> Value {
 /// A self-signed CA and a certificate for `hosts` signed by it (openssl CLI).
 pub struct TestCert {
     pub ca: PathBuf,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
     pub cert_pem: String,
     pub key_pem: String,
 }
@@ -458,6 +464,8 @@ pub fn make_cert(dir: &Path, tag: &str, hosts: &[&str]) -> TestCert {
     ]);
     TestCert {
         ca: p("ca.pem"),
+        cert_path: p("cert.pem"),
+        key_path: p("key.pem"),
         cert_pem: std::fs::read_to_string(p("cert.pem")).expect("cert"),
         key_pem: std::fs::read_to_string(p("key.pem")).expect("key"),
     }
@@ -486,4 +494,37 @@ pub fn base64(input: &[u8]) -> String {
         }
     }
     out
+}
+
+/// `openssl s_server -www` on a loopback address: an HTTPS upstream (killed on drop).
+pub struct TlsUpstream {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl TlsUpstream {
+    pub fn start(cert: &TestCert) -> TlsUpstream {
+        let ip = loopback_ip();
+        let port = TcpListener::bind((ip, 0)).expect("probe port").local_addr().expect("addr").port();
+        let addr = SocketAddr::new(IpAddr::V4(ip), port);
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &addr.to_string(), "-cert"])
+            .arg(&cert.cert_path)
+            .arg("-key")
+            .arg(&cert.key_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        eventually("openssl s_server", Duration::from_secs(10), || TcpStream::connect(addr).ok().map(|_| ()));
+        TlsUpstream { child, addr }
+    }
+}
+
+impl Drop for TlsUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

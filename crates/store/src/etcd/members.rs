@@ -16,10 +16,10 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::{ConnectOptions, KvClient, WatchClient};
+use etcd_client::{Certificate, ConnectOptions, Identity, KvClient, TlsOptions, WatchClient};
 
 use super::errors::{CallError, Retry};
-use super::EtcdOptions;
+use super::{EtcdOptions, EtcdTls};
 use crate::{Result, StoreError};
 
 /// Largest gRPC message accepted from etcd (a full list of a big resource type is one
@@ -62,17 +62,15 @@ impl Members {
         }
         let mut members = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            if endpoint.starts_with("https://") {
-                return Err(StoreError::Backend(format!(
-                    "etcd endpoint {endpoint}: TLS (https://) endpoints are not supported yet; use http://"
-                )));
-            }
             let mut connect = ConnectOptions::new()
                 .with_connect_timeout(opts.connect_timeout)
                 .with_require_leader(true)
                 .with_keep_alive_while_idle(true);
             if let Some(interval) = opts.keep_alive_interval {
                 connect = connect.with_keep_alive(interval, opts.request_timeout);
+            }
+            if endpoint.starts_with("https://") {
+                connect = connect.with_tls(tls_options(endpoint, opts.tls.as_ref())?);
             }
             let client = etcd_client::Client::connect([endpoint.as_str()], Some(connect))
                 .await
@@ -143,4 +141,20 @@ impl Members {
             );
         }
     }
+}
+
+/// The TLS settings for one https:// endpoint: the server must present a certificate signed by
+/// the configured CA (there is no fallback to system roots: etcd clusters use private CAs),
+/// and the client certificate, if any, proves who we are (etcd's `--client-cert-auth`).
+fn tls_options(endpoint: &str, tls: Option<&EtcdTls>) -> Result<TlsOptions> {
+    let Some(tls) = tls else {
+        return Err(StoreError::Backend(format!(
+            "etcd endpoint {endpoint} is https:// but no CA certificate was given (--etcd-cafile)"
+        )));
+    };
+    let mut options = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+    if let Some((cert, key)) = &tls.client_identity {
+        options = options.identity(Identity::from_pem(cert, key));
+    }
+    Ok(options)
 }

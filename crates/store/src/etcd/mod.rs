@@ -22,7 +22,8 @@
 //! most `--max-txn-ops` (128) ops; `compacted_revision()` reports 0 rather than 1 after a
 //! compaction at revision 1 (both mean "watching from 0 still works").
 //!
-//! Only plain-HTTP endpoints are supported (no TLS client certificates yet).
+//! Endpoints are `http://` or `https://`; the latter need [`EtcdOptions::tls`] (the CA that
+//! signed the members' certificates and, for etcd's `--client-cert-auth`, a client certificate).
 
 mod compactor;
 mod errors;
@@ -70,6 +71,28 @@ pub struct EtcdOptions {
     /// The background compactor; `None` leaves compaction to someone else (another API
     /// server, etcd's `--auto-compaction-*`, or explicit [`Store::compact`] calls).
     pub compaction: Option<CompactionOptions>,
+    /// Certificates for `https://` endpoints (kube-apiserver's `--etcd-cafile`,
+    /// `--etcd-certfile`, `--etcd-keyfile`).
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS material for `https://` etcd endpoints, as PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// The CA certificate(s) the members' serving certificates must chain to.
+    pub ca_pem: Vec<u8>,
+    /// Client certificate chain and private key, for members that require client certificates.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Shows which material is present, never the private key.
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("client_identity", &self.client_identity.is_some())
+            .finish()
+    }
 }
 
 impl Default for EtcdOptions {
@@ -81,6 +104,7 @@ impl Default for EtcdOptions {
             keep_alive_interval: Some(Duration::from_secs(10)),
             progress_interval: Some(Duration::from_secs(1)),
             compaction: Some(CompactionOptions::default()),
+            tls: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use anyhow::Context;
 
 use self::netlink::{ElementData, ElementOp, NftSocket};
-use self::ruleset::{key, DispatchChain, TABLE};
+use self::ruleset::{key, TABLE};
 use super::{Dataplane, KeyIds, Update};
 use crate::model::{Backend, NoEndpoints, ServiceState, Targets};
 
@@ -25,8 +25,9 @@ pub struct Nftables {
     socket: NftSocket,
     cluster_cidr: Option<(Ipv4Addr, u8)>,
     base_loaded: bool,
-    /// Dispatch chains created in this process (re-created after a restart).
-    chains: HashSet<DispatchChain>,
+    /// Names of the dispatch and firewall chains created in this process (re-created
+    /// after a restart).
+    chains: HashSet<String>,
     ids: KeyIds,
     elements: ElementStore,
     /// Per Service id, per frontend key: the endpoint in each slot (index = slot − 1), so
@@ -61,20 +62,20 @@ impl Nftables {
         Ok(())
     }
 
-    /// Creates the dispatch chains `wanted` names that do not exist yet.
-    fn ensure_chains(&mut self, wanted: &HashSet<DispatchChain>) -> anyhow::Result<()> {
-        let missing: Vec<DispatchChain> = wanted.iter().filter(|c| !self.chains.contains(c)).copied().collect();
+    /// Creates the chains `wanted` (name → `nft -f` text) that do not exist yet.
+    fn ensure_chains(&mut self, wanted: &HashMap<String, String>) -> anyhow::Result<()> {
+        let missing: Vec<(&String, &String)> = wanted.iter().filter(|(name, _)| !self.chains.contains(*name)).collect();
         if missing.is_empty() {
             return Ok(());
         }
-        let text: String = missing.iter().map(DispatchChain::text).collect();
+        let text: String = missing.iter().map(|(_, text)| text.as_str()).collect();
         super::run_with_stdin("nft", &["-f", "-"], &text)?;
-        self.chains.extend(missing);
+        self.chains.extend(missing.into_iter().map(|(name, _)| name.clone()));
         Ok(())
     }
 
     /// The elements Service `id` contributes, and the dispatch chains they jump to.
-    fn service_elements(&mut self, id: u32, state: &ServiceState, chains: &mut HashSet<DispatchChain>) -> Vec<Element> {
+    fn service_elements(&mut self, id: u32, state: &ServiceState, chains: &mut Chains) -> Vec<Element> {
         let old_slots = self.slots.remove(&id).unwrap_or_default();
         let mut new_slots = HashMap::new();
         let mut out = Vec::new();
@@ -105,6 +106,14 @@ impl Nftables {
                     chains,
                 );
             }
+            if let Some(firewall) = &port.firewall {
+                let (name, text) = ruleset::firewall_chain(&firewall.allowed);
+                for ip in &firewall.ips {
+                    let frontend = key::frontend(*ip, proto, port.port);
+                    out.push((ruleset::MAP_FIREWALL_IPS, frontend, ElementData::Goto(name.clone())));
+                }
+                chains.entry(name).or_insert(text);
+            }
             if port.node_port != 0 {
                 frontend_elements(
                     Frontend {
@@ -131,6 +140,9 @@ impl Nftables {
 /// (set, key, data)
 type Element = (&'static str, Vec<u8>, ElementData);
 
+/// Chains elements jump to: name → `nft -f` text creating it.
+type Chains = HashMap<String, String>;
+
 struct Frontend {
     key: Vec<u8>,
     nodeport: bool,
@@ -144,7 +156,7 @@ fn frontend_elements(
     old_slots: &HashMap<Vec<u8>, Vec<Backend>>,
     new_slots: &mut HashMap<Vec<u8>, Vec<Backend>>,
     out: &mut Vec<Element>,
-    chains: &mut HashSet<DispatchChain>,
+    chains: &mut Chains,
 ) {
     use ruleset::*;
     let (dispatch_map, endpoints_map, masq_set, no_endpoints_map) = if frontend.nodeport {
@@ -162,8 +174,9 @@ fn frontend_elements(
     }
     let slots = assign_slots(old_slots.get(&frontend.key).map(Vec::as_slice).unwrap_or(&[]), &targets.backends);
     let chain = DispatchChain { nodeport: frontend.nodeport, endpoints: slots.len(), affinity_timeout };
-    out.push((dispatch_map, frontend.key.clone(), ElementData::Goto(chain.name())));
-    chains.insert(chain);
+    let name = chain.name();
+    out.push((dispatch_map, frontend.key.clone(), ElementData::Goto(name.clone())));
+    chains.entry(name).or_insert_with(|| chain.text());
     if frontend.masquerade {
         out.push((masq_set, frontend.key.clone(), ElementData::None));
     }
@@ -196,7 +209,7 @@ impl Dataplane for Nftables {
     }
 
     fn sync(&mut self, update: &Update<'_>) -> anyhow::Result<()> {
-        let mut chains = HashSet::new();
+        let mut chains = Chains::new();
         let mut ops = Vec::new();
         if update.full || !self.base_loaded {
             self.load_base()?;

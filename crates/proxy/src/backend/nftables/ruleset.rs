@@ -18,6 +18,8 @@
 //!   slot`), draws only on a miss, and refreshes the entry.
 //! - Filter chains reject (`no-endpoint-*` verdict maps → `reject-chain` or `drop`) before
 //!   DNAT, and reject what is still addressed to a ClusterIP after DNAT (an unused port).
+//! - `firewall-ips` sends LoadBalancer IPs with `loadBalancerSourceRanges` to a
+//!   `firewall-<hash>` chain per distinct range list, which drops other sources.
 //! - Masquerading uses kube-proxy's mark bit: external frontends of Cluster-policy
 //!   Services (`masq-frontends`, `masq-nodeports`), ClusterIP traffic from outside the
 //!   cluster CIDR, and hairpin connections (`hairpin`: `endpoint . endpoint` pairs, matched
@@ -41,10 +43,11 @@ pub const SET_MASQ_NODEPORTS: &str = "masq-nodeports";
 pub const MAP_NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 pub const MAP_NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 pub const SET_HAIRPIN: &str = "hairpin";
+pub const MAP_FIREWALL_IPS: &str = "firewall-ips";
 pub const REJECT_CHAIN: &str = "reject-chain";
 
 /// Every set and map holding per-Service elements (flushed on a full sync).
-pub const ELEMENT_SETS: [&str; 10] = [
+pub const ELEMENT_SETS: [&str; 11] = [
     SET_CLUSTER_IPS,
     MAP_SERVICE_IPS,
     MAP_SERVICE_NODEPORTS,
@@ -55,6 +58,7 @@ pub const ELEMENT_SETS: [&str; 10] = [
     MAP_NO_ENDPOINT_SERVICES,
     MAP_NO_ENDPOINT_NODEPORTS,
     SET_HAIRPIN,
+    MAP_FIREWALL_IPS,
 ];
 
 /// IANA protocol numbers, as `meta l4proto` sees them.
@@ -139,6 +143,7 @@ pub fn base_ruleset(cluster_cidr: Option<(Ipv4Addr, u8)>) -> String {
         (MAP_NO_ENDPOINT_SERVICES, format!("type {frontend} : verdict;")),
         (MAP_NO_ENDPOINT_NODEPORTS, "type inet_proto . inet_service : verdict;".to_owned()),
         (SET_HAIRPIN, "type ipv4_addr . ipv4_addr;".to_owned()),
+        (MAP_FIREWALL_IPS, format!("type {frontend} : verdict;")),
     ] {
         let kind = if spec.contains(':') { "map" } else { "set" };
         let _ = writeln!(s, "add {kind} {t} {name} {{ {spec} }}");
@@ -159,8 +164,10 @@ pub fn base_ruleset(cluster_cidr: Option<(Ipv4Addr, u8)>) -> String {
     plain(&mut s, "mark-for-masquerade");
     rule(&mut s, "mark-for-masquerade", &format!("meta mark set meta mark or {MASQ_MARK:#x}"));
 
-    // Before DNAT: refuse or drop new connections to frontends without endpoints.
+    // Before DNAT: loadBalancerSourceRanges, then refuse or drop new connections to
+    // frontends without endpoints.
     let no_endpoints = [
+        format!("ct state new ip daddr . meta l4proto . th dport vmap @{MAP_FIREWALL_IPS}"),
         format!("ct state new ip daddr . meta l4proto . th dport vmap @{MAP_NO_ENDPOINT_SERVICES}"),
         format!(
             "ct state new fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @{MAP_NO_ENDPOINT_NODEPORTS}"
@@ -271,6 +278,19 @@ impl DispatchChain {
     }
 }
 
+/// The chain that drops sources outside `allowed` (shared by every frontend with the
+/// same ranges): its name and `nft -f` text.
+pub fn firewall_chain(allowed: &[(Ipv4Addr, u8)]) -> (String, String) {
+    use sha2::Digest;
+    let list: Vec<String> = allowed.iter().map(|(ip, len)| format!("{ip}/{len}")).collect();
+    let digest = sha2::Sha256::digest(list.join(",").as_bytes());
+    let name = format!("firewall-{}", digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>());
+    let t = format!("ip {TABLE}");
+    let rule = if list.is_empty() { "drop".to_owned() } else { format!("ip saddr != {{ {} }} drop", list.join(", ")) };
+    let text = format!("add chain {t} {name}\nflush chain {t} {name}\nadd rule {t} {name} {rule}\n");
+    (name, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +310,9 @@ mod tests {
         let text = c.text();
         assert!(text.contains("numgen random mod 3 offset 1"));
         assert!(text.contains("@affinity-3-30"));
+        let (name, text) = firewall_chain(&[("10.1.0.0".parse().unwrap(), 16)]);
+        assert!(name.starts_with("firewall-") && name.len() == 17);
+        assert!(text.contains("ip saddr != { 10.1.0.0/16 } drop"));
         let base = base_ruleset(Some(("10.244.0.0".parse().unwrap(), 16)));
         assert!(base.contains("ip saddr != 10.244.0.0/16"));
         assert!(base.contains("masquerade fully-random"));

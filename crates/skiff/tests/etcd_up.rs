@@ -1,0 +1,195 @@
+//! `skiff up --etcd-endpoints URL`: a local cluster whose API server keeps its state in an
+//! external etcd. The node registers, and its Node object is in etcd under `/registry/`.
+//!
+//! Everything runs inside a network namespace the test creates (DESIGN.md §4): etcd on that
+//! namespace's loopback, and `skiff up` without `--isolated`, so its underlay bridge and
+//! nodes hang off that namespace instead of the machine's own.
+//!
+//! Needs root, `ip`, the `etcd` binary (Debian's etcd-server; `SKIFF_ETCD_BIN` overrides),
+//! curl and kubectl.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
+const WAIT: Duration = Duration::from_secs(90);
+const ETCD_URL: &str = "http://127.0.0.1:2379";
+
+/// A network namespace owned by the test, deleted on drop (also on panic).
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Netns {
+        let name = format!("skeu-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
+        assert!(ok.success(), "creating netns {name}");
+        let ns = Netns(name);
+        assert!(ns.command("ip").args(["link", "set", "lo", "up"]).status().expect("ip link").success());
+        ns
+    }
+
+    /// `ip netns exec NS program`.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A child process killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `skiff up` in the namespace; on drop SIGTERM (its own cleanup), then `skiff down`.
+struct Up {
+    name: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    printed: Vec<String>,
+}
+
+impl Up {
+    fn wait_ready(&mut self, logs: &std::path::Path) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.starts_with("ready") => return,
+                Ok(line) => self.printed.push(line),
+                Err(_) => panic!("skiff up not ready: {:?}\n{}", self.printed, tail_logs(logs)),
+            }
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new(SKIFF).args(["down", "--name", &self.name]).output();
+    }
+}
+
+fn tail_logs(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out += &format!("--- {}\n{}\n", entry.path().display(), lines[lines.len().saturating_sub(15)..].join("\n"));
+    }
+    out
+}
+
+fn stdout_of(out: Output) -> Option<String> {
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every key etcd holds under `/registry/`, read through etcd's JSON gateway.
+fn etcd_keys(ns: &Netns) -> Vec<String> {
+    let b64 = |s: &str| {
+        let out = Command::new("base64").arg("-w0").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+        let mut child = out.expect("base64");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(s.as_bytes()).expect("base64 input");
+        String::from_utf8_lossy(&child.wait_with_output().expect("base64").stdout).into_owned()
+    };
+    let body = format!(r#"{{"key":"{}","range_end":"{}","keys_only":true}}"#, b64("/registry/"), b64("/registry0"));
+    let out = ns
+        .command("curl")
+        .args(["-s", "-m", "5", "-X", "POST", "-d", &body, &format!("{ETCD_URL}/v3/kv/range")])
+        .output()
+        .expect("curl");
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    reply["kvs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| kv["key"].as_str())
+        .filter_map(|key| {
+            let out = Command::new("sh").args(["-c", &format!("printf %s '{key}' | base64 -d")]).output().ok()?;
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn skiff_up_keeps_the_cluster_state_in_etcd() {
+    let ns = Netns::create();
+    let etcd_dir = tempfile::tempdir().expect("tempdir");
+    let etcd_bin = std::env::var("SKIFF_ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned());
+    let etcd = ns
+        .command(&etcd_bin)
+        .arg("--data-dir")
+        .arg(etcd_dir.path().join("data"))
+        .args(["--listen-client-urls", ETCD_URL, "--advertise-client-urls", ETCD_URL])
+        .args(["--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+        .args(["--initial-cluster", "default=http://127.0.0.1:2380", "--logger", "zap", "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting etcd: install Debian's etcd-server");
+    let _etcd = Process(etcd);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("eu{}", std::process::id());
+    let mut child = ns
+        .command(SKIFF)
+        .args(["up", "--name", &name, "--nodes", "1", "--etcd-endpoints", ETCD_URL])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting skiff up");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut up = Up { name, child, lines, printed: Vec::new() };
+    up.wait_ready(&dir.path().join("logs"));
+
+    let server_log = std::fs::read_to_string(dir.path().join("logs").join("server.log")).unwrap_or_default();
+    assert!(server_log.contains("etcd store connected"), "the server is not on etcd:\n{server_log}");
+    let kubeconfig = dir.path().join("server").join("kubeconfig");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let nodes = ns
+            .command("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"])
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("kubectl");
+        let keys = etcd_keys(&ns);
+        if stdout_of(nodes).is_some_and(|n| n.contains("node-1")) && keys.iter().any(|k| k.ends_with("/node-1")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node-1 never appeared in etcd; keys: {keys:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
