@@ -1,5 +1,5 @@
 //! The cluster's component processes (`skiff server`, `controllers`, `agent`, `proxy`): each
-//! is this same binary, started inside its namespace with `ip netns exec`, logging to
+//! is this same binary, started inside its network namespace with `nsenter`, logging to
 //! `<data-dir>/logs/<component>.log`.
 
 use std::path::{Path, PathBuf};
@@ -24,10 +24,13 @@ impl Component {
         let exe = std::env::current_exe().context("finding the skiff binary")?;
         let log = logs.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        // nsenter switches only the network namespace. (`ip netns exec` would also give the
+        // process a private mount namespace, hiding the pod namespaces an agent mounts under
+        // /run/netns from everyone else.)
         let mut command = match netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&exe);
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(&exe);
                 c
             }
             None => Command::new(&exe),

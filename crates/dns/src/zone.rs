@@ -123,10 +123,7 @@ impl NameEntry {
 
     /// This entry without one set equal to `records` (unchanged if there is none).
     fn without_set(self, records: &NameRecords) -> NameEntry {
-        let found = self
-            .sets()
-            .find(|(tails, _)| *tails == records.tails.as_slice())
-            .map(|(_, range)| range);
+        let found = self.sets().find(|(tails, _)| *tails == records.tails.as_slice()).map(|(_, range)| range);
         let Some(range) = found else { return self };
         let mut bytes = Vec::with_capacity(self.0.len() - range.len());
         bytes.extend_from_slice(&self.0[..range.start]);

@@ -232,19 +232,28 @@ fn init_tracing(format: &str) {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
+    // Commands that need no shared runtime run first: a container supervisor (one per
+    // container, so its footprint counts) and the cluster commands (`up` runs its own runtime
+    // on a thread that first enters the cluster's sandbox namespace; `run` replaces this
+    // process).
+    let command = match cli.command {
+        Command::Shim(args) => return skiff_node::shim::run(args),
+        Command::Up(args) => return skiff_cluster::up(args),
+        Command::Down(args) => return skiff_cluster::down(args),
+        Command::Run(args) => return skiff_cluster::run(args),
+        command => command,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Server(args) => run_server(args).await,
             Command::Controllers(args) => run_controllers(args).await,
             Command::Bench(args) => skiff_bench::run(args).await,
             Command::Dns(args) => run_dns(args).await,
             Command::Builtin(args) => skiff_agnhost::run(args).await,
-            // Cluster commands block: `up` runs its own runtime on a thread that first enters
-            // the cluster's sandbox namespace, `run` replaces this process.
-            Command::Up(args) => skiff_cluster::up(args),
-            Command::Down(args) => skiff_cluster::down(args),
-            Command::Run(args) => skiff_cluster::run(args),
+            Command::Shim(_) | Command::Up(_) | Command::Down(_) | Command::Run(_) => {
+                anyhow::bail!("dispatched before the runtime starts")
+            }
             Command::Proxy(args) => {
                 let client = kube_client(&args.kubeconfig).await?;
                 skiff_proxy::run(client, args).await
@@ -253,7 +262,6 @@ fn main() -> Result<()> {
                 let client = kube_client(&args.kubeconfig).await?;
                 skiff_node::run(client, args).await
             }
-            Command::Shim(args) => skiff_node::shim::run(args),
             Command::Ingress(args) => {
                 let client = kube_client_or_in_cluster(args.kubeconfig.as_deref()).await?;
                 skiff_ingress::run(client, args).await

@@ -127,7 +127,7 @@ async fn connect_when_up(etcd: &TlsEtcd, tls: EtcdTls) -> Arc<EtcdStore> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match EtcdStore::connect(
-            &[etcd.url.clone()],
+            std::slice::from_ref(&etcd.url),
             DEFAULT_PREFIX,
             options(Some(tls.clone()), Duration::from_secs(2)),
         )
@@ -180,24 +180,33 @@ async fn connecting_without_a_client_certificate_or_with_another_ca_fails() {
 
     // The control: the same single attempt with the right certificates works.
     let control = client_tls(&ca, &ca);
-    EtcdStore::connect(&[etcd.url.clone()], DEFAULT_PREFIX, options(Some(control), Duration::ZERO))
+    EtcdStore::connect(std::slice::from_ref(&etcd.url), DEFAULT_PREFIX, options(Some(control), Duration::ZERO))
         .await
         .expect("one attempt with the right certificates connects");
 
     let without_identity = EtcdTls { ca_pem: ca.cert_pem.clone().into_bytes(), client_identity: None };
-    let refused =
-        EtcdStore::connect(&[etcd.url.clone()], DEFAULT_PREFIX, options(Some(without_identity), Duration::ZERO)).await;
+    let refused = EtcdStore::connect(
+        std::slice::from_ref(&etcd.url),
+        DEFAULT_PREFIX,
+        options(Some(without_identity), Duration::ZERO),
+    )
+    .await;
     assert!(refused.is_err(), "etcd requires client certificates, yet connecting without one worked");
 
     let rogue = TestCa::new("rogue-ca");
     let wrong_trust = client_tls(&rogue, &ca);
     let untrusted =
-        EtcdStore::connect(&[etcd.url.clone()], DEFAULT_PREFIX, options(Some(wrong_trust), Duration::ZERO)).await;
+        EtcdStore::connect(std::slice::from_ref(&etcd.url), DEFAULT_PREFIX, options(Some(wrong_trust), Duration::ZERO))
+            .await;
     assert!(untrusted.is_err(), "the server's certificate is not signed by the trusted CA, yet connecting worked");
 
     let rogue_client = client_tls(&ca, &rogue);
-    let unknown_client =
-        EtcdStore::connect(&[etcd.url.clone()], DEFAULT_PREFIX, options(Some(rogue_client), Duration::ZERO)).await;
+    let unknown_client = EtcdStore::connect(
+        std::slice::from_ref(&etcd.url),
+        DEFAULT_PREFIX,
+        options(Some(rogue_client), Duration::ZERO),
+    )
+    .await;
     assert!(unknown_client.is_err(), "a client certificate from another CA was accepted");
 }
 

@@ -192,7 +192,7 @@ impl Cluster {
             .lines()
             .filter(|l| l.contains("metrics listening"))
             .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
-            .last()
+            .next_back()
             .expect("the agent logged its metrics address")
             .to_owned();
         let out = self.in_node("curl").args(["-s", "-S", &format!("http://{addr}{path}")]).output().expect("curl");
