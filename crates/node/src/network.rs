@@ -133,8 +133,12 @@ impl NodeNetwork {
             let _ = ip(&["netns", "del", &names.netns], None).await;
         }
         let _ = ip(&["link", "del", &names.host_veth], None).await;
+        // Hairpin mode on the bridge port: with br_netfilter loaded, a pod reaching itself
+        // through its Service has its DNATed packet bridged back out of the port it came in
+        // by, which a bridge refuses unless the port is in hairpin mode.
         let node_side = format!(
-            "netns add {ns}\nlink add {veth} type veth peer name eth0 netns {ns}\nlink set {veth} master {br} up\n",
+            "netns add {ns}\nlink add {veth} type veth peer name eth0 netns {ns}\nlink set {veth} master {br} up\n\
+             link set {veth} type bridge_slave hairpin on\n",
             ns = names.netns,
             veth = names.host_veth,
             br = self.bridge

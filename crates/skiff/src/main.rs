@@ -265,8 +265,7 @@ fn main() -> Result<()> {
             Command::Ingress(args) => {
                 let client = kube_client_or_in_cluster(args.kubeconfig.as_deref()).await?;
                 skiff_ingress::run(client, args).await
-            }
-            // [dispatch]
+            } // [dispatch]
         }
     })
 }

@@ -171,8 +171,8 @@ spec:
     // the kubernetes Service as conformance probes it. The client is a known pod (an
     // endpoint of `web`), so the server completes its search path itself: the first query,
     // `<name>.default.svc.<zone>`, is answered with a CNAME to the name the path finds.
-    assert_eq!(short(&c, client, &[&web_fqdn, "A"]), [web_ip.clone()]);
-    assert_eq!(short(&c, client, &["+tcp", &web_fqdn, "A"]), [web_ip.clone()]);
+    assert_eq!(short(&c, client, &[&web_fqdn, "A"]), std::slice::from_ref(&web_ip));
+    assert_eq!(short(&c, client, &["+tcp", &web_fqdn, "A"]), std::slice::from_ref(&web_ip));
     let completed = |ip: &str, fqdn: &str| sorted([ip.to_owned(), format!("{fqdn}.")]);
     assert_eq!(short(&c, client, &["+search", "web.default"]), completed(&web_ip, &web_fqdn));
     assert_eq!(short(&c, client, &["+search", "web.default.svc"]), completed(&web_ip, &web_fqdn));
@@ -182,7 +182,7 @@ spec:
         completed("10.96.0.1", &format!("kubernetes.default.svc.{ZONE}"))
     );
     // Without completion (the name asked as is), the cross-namespace FQDN is just the A.
-    assert_eq!(short(&c, client, &[&format!("svc.other.svc.{ZONE}"), "A"]), [other_ip.clone()]);
+    assert_eq!(short(&c, client, &[&format!("svc.other.svc.{ZONE}"), "A"]), std::slice::from_ref(&other_ip));
     assert_eq!(short(&c, client, &[&format!("dns-version.{ZONE}"), "TXT"]), ["\"1.1.0\""]);
 
     // SRV for named ports (TCP and UDP), and the ClusterIP's PTR.
@@ -201,7 +201,7 @@ spec:
     for (pod, ip, _) in &pets {
         let hostname = if pod == "pet-a" { "pet-0" } else { "pet-1" };
         let pet_name = format!("{hostname}.{hdls}");
-        assert_eq!(short(&c, client, &[&pet_name, "A"]), [ip.clone()], "{pet_name}");
+        assert_eq!(short(&c, client, &[&pet_name, "A"]), std::slice::from_ref(ip), "{pet_name}");
         assert_eq!(short(&c, client, &["-x", ip]), [format!("{pet_name}.")], "PTR of {ip}");
     }
     assert_eq!(

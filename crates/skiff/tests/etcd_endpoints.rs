@@ -10,9 +10,6 @@
 
 mod common;
 
-#[path = "../../store/tests/support/ports.rs"]
-mod ports;
-
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -159,7 +156,7 @@ impl Drop for Server {
 #[test]
 fn kubernetes_endpoints_follow_the_live_api_servers() {
     let etcd = EtcdCluster::start(1);
-    let port = ports::free_ports(1)[0];
+    let port = common::ports::free_ports(1)[0];
     let ips: Vec<Ipv4Addr> = (2..=4).map(|last| Ipv4Addr::new(127, 0, 0, last)).collect();
     // A short TTL so the kill -9 case does not take upstream's 15 s.
     let mut servers: Vec<Server> = ips.iter().map(|ip| Server::start(etcd.client_url(0), *ip, port, 2)).collect();
@@ -190,7 +187,7 @@ fn kubernetes_endpoints_follow_the_live_api_servers() {
 #[test]
 fn the_last_server_keeps_its_address_and_stale_leases_are_replaced() {
     let etcd = EtcdCluster::start(1);
-    let port = ports::free_ports(1)[0];
+    let port = common::ports::free_ports(1)[0];
     let first = Ipv4Addr::new(127, 0, 0, 5);
     let second = Ipv4Addr::new(127, 0, 0, 6);
     let mut server = Server::start(etcd.client_url(0), first, port, 1);

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
 #[path = "../../../store/tests/support/ports.rs"]
-mod ports;
+pub mod ports;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
