@@ -8,32 +8,9 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::Cluster;
+use cluster_support::{netexec_deployment, Cluster};
 
 const WAIT: Duration = Duration::from_secs(60);
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.47";
-
-fn netexec_deployment(name: &str, replicas: usize) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: netexec
-        image: {AGNHOST}
-        args: ["netexec", "--http-port=8080", "--udp-port=8081"]
-        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
-"#
-    )
-}
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {
     let (net, len) = cidr.split_once('/').expect("CIDR");

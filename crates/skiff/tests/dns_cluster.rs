@@ -9,36 +9,13 @@ mod cluster_support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cluster_support::Cluster;
+use cluster_support::{netexec_deployment, Cluster, AGNHOST};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// How long a change in the API may take to show in DNS answers (the proxy, the controllers
 /// and the DNS watch are all on the way; the DNS itself answers from the watch).
 const DNS_WAIT: Duration = Duration::from_secs(20);
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.47";
 const ZONE: &str = "cluster.local";
-
-fn netexec_deployment(name: &str, replicas: usize) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: netexec
-        image: {AGNHOST}
-        args: ["netexec", "--http-port=8080"]
-        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
-"#
-    )
-}
 
 /// A pod with `spec.hostname` and `spec.subdomain` (how StatefulSet pods get stable names).
 fn pet_pod(name: &str, hostname: &str, subdomain: &str) -> String {

@@ -13,6 +13,32 @@ use std::time::{Duration, Instant};
 
 const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
 
+/// The agnhost image tests run (skiff's built-in agnhost).
+pub const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.47";
+
+/// A Deployment of agnhost netexec pods (HTTP 8080, UDP 8081), Ready once /healthz answers.
+pub fn netexec_deployment(name: &str, replicas: usize) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: netexec
+        image: {AGNHOST}
+        args: ["netexec", "--http-port=8080", "--udp-port=8081"]
+        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
+"#
+    )
+}
+
 pub struct Cluster {
     pub name: String,
     pub dir: tempfile::TempDir,
