@@ -8,13 +8,11 @@
 //! `-E FILE`, `-k start`, `-X`, `-DFOREGROUND`) are accepted and ignored; `-v`/`-V` print a
 //! version line and `-t` reports the configuration as fine, then exit 0.
 
-use std::path::PathBuf;
-
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use http::StatusCode;
 
 use crate::net::BindHost;
-use crate::static_site::{self, Site};
+use crate::static_site::{self, Invocation, Site};
 
 const INDEX_PAGE: &str = "<html><body><h1>It works!</h1></body></html>\n";
 
@@ -45,37 +43,25 @@ fn error_page(status: StatusCode) -> String {
 }
 
 pub async fn run(argv: &[String], bind: BindHost) -> anyhow::Result<i32> {
-    let mut port: u16 = 80;
-    let mut root = None;
-    let mut args = argv.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value =
-            || inline.clone().or_else(|| args.next().cloned()).ok_or_else(|| anyhow!("{flag} needs a value"));
-        match flag {
-            "--port" => port = value()?.parse().map_err(|_| anyhow!("--port: not a port number"))?,
-            "--root" => root = Some(PathBuf::from(value()?)),
-            "-v" | "-V" => {
-                outln!("Server version: Apache (built into skiff)");
-                return Ok(0);
-            }
-            "-t" => {
-                outln!("Syntax OK");
-                return Ok(0);
-            }
-            "-X" => {}
-            // `-DFOREGROUND` and the like: a define glued to its flag.
-            flag if flag.starts_with("-D") && flag.len() > 2 => {}
-            flag if IGNORED_VALUE_FLAGS.contains(&flag) => {
-                value()?;
-            }
-            other => bail!("httpd: illegal option {other:?}"),
+    let invocation = static_site::parse_args(argv, |flag, value| match flag {
+        "-v" | "-V" => {
+            outln!("Server version: Apache (built into skiff)");
+            Ok(Some(0))
         }
+        "-t" => {
+            outln!("Syntax OK");
+            Ok(Some(0))
+        }
+        "-X" => Ok(None),
+        // `-DFOREGROUND` and the like: a define glued to its flag.
+        flag if flag.starts_with("-D") && flag.len() > 2 => Ok(None),
+        flag if IGNORED_VALUE_FLAGS.contains(&flag) => value().map(|_| None),
+        other => bail!("httpd: illegal option {other:?}"),
+    })?;
+    match invocation {
+        Invocation::Serve { port, root } => static_site::run(&HTTPD, port, root, bind).await,
+        Invocation::Exit(code) => Ok(code),
     }
-    static_site::run(&HTTPD, port, root, bind).await
 }
 
 #[cfg(test)]

@@ -9,13 +9,11 @@
 //! accepted and ignored; `-v`/`-V` print a version line and `-t`/`-T` report the configuration
 //! as fine, then exit 0.
 
-use std::path::PathBuf;
-
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use http::StatusCode;
 
 use crate::net::BindHost;
-use crate::static_site::{self, Site};
+use crate::static_site::{self, Invocation, Site};
 
 const WELCOME_PAGE: &str = "<!DOCTYPE html>
 <html>
@@ -68,36 +66,24 @@ fn error_page(status: StatusCode) -> String {
 }
 
 pub async fn run(argv: &[String], bind: BindHost) -> anyhow::Result<i32> {
-    let mut port: u16 = 80;
-    let mut root = None;
-    let mut args = argv.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value =
-            || inline.clone().or_else(|| args.next().cloned()).ok_or_else(|| anyhow!("{flag} needs a value"));
-        match flag {
-            "--port" => port = value()?.parse().map_err(|_| anyhow!("--port: not a port number"))?,
-            "--root" => root = Some(PathBuf::from(value()?)),
-            "-v" | "-V" => {
-                outln!("nginx version: nginx (built into skiff)");
-                return Ok(0);
-            }
-            "-t" | "-T" => {
-                outln!("nginx: the configuration is built into skiff\nnginx: configuration test is successful");
-                return Ok(0);
-            }
-            "-q" => {}
-            "-s" => bail!("nginx -s: skiff's built-in nginx has no master process to signal"),
-            flag if IGNORED_VALUE_FLAGS.contains(&flag) => {
-                value()?;
-            }
-            other => bail!("nginx: invalid option: {other:?}"),
+    let invocation = static_site::parse_args(argv, |flag, value| match flag {
+        "-v" | "-V" => {
+            outln!("nginx version: nginx (built into skiff)");
+            Ok(Some(0))
         }
+        "-t" | "-T" => {
+            outln!("nginx: the configuration is built into skiff\nnginx: configuration test is successful");
+            Ok(Some(0))
+        }
+        "-q" => Ok(None),
+        "-s" => bail!("nginx -s: skiff's built-in nginx has no master process to signal"),
+        flag if IGNORED_VALUE_FLAGS.contains(&flag) => value().map(|_| None),
+        other => bail!("nginx: invalid option: {other:?}"),
+    })?;
+    match invocation {
+        Invocation::Serve { port, root } => static_site::run(&NGINX, port, root, bind).await,
+        Invocation::Exit(code) => Ok(code),
     }
-    static_site::run(&NGINX, port, root, bind).await
 }
 
 #[cfg(test)]

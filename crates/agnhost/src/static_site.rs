@@ -49,6 +49,47 @@ struct Server {
 }
 
 /// Serves `site` on `port` (or the files under `root`) until a stop signal; returns the exit code.
+/// What a static server's command line asks for.
+pub enum Invocation {
+    Serve {
+        port: u16,
+        root: Option<PathBuf>,
+    },
+    /// The program answered a flag itself (`-v`, `-t`) and exits with this code.
+    Exit(i32),
+}
+
+/// Parses the flags every static server shares (`--port N`, `--root DIR`, `--flag=value`
+/// form too) and hands any other flag to `own`, with a function that fetches the flag's
+/// value. `own` returns Some(code) to stop with that exit code, None to go on, or an error
+/// for a flag the program does not know.
+pub fn parse_args(
+    argv: &[String],
+    mut own: impl FnMut(&str, &mut dyn FnMut() -> anyhow::Result<String>) -> anyhow::Result<Option<i32>>,
+) -> anyhow::Result<Invocation> {
+    let mut port: u16 = 80;
+    let mut root = None;
+    let mut args = argv.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value =
+            || inline.clone().or_else(|| args.next().cloned()).ok_or_else(|| anyhow::anyhow!("{flag} needs a value"));
+        match flag {
+            "--port" => port = value()?.parse().map_err(|_| anyhow::anyhow!("--port: not a port number"))?,
+            "--root" => root = Some(PathBuf::from(value()?)),
+            other => {
+                if let Some(code) = own(other, &mut value)? {
+                    return Ok(Invocation::Exit(code));
+                }
+            }
+        }
+    }
+    Ok(Invocation::Serve { port, root })
+}
+
 pub async fn run(site: &'static Site, port: u16, root: Option<PathBuf>, bind: BindHost) -> anyhow::Result<i32> {
     let content = match root {
         None => Content::Default,
