@@ -46,8 +46,12 @@ pub struct UpArgs {
     /// server --etcd-endpoints`) instead of the server's embedded store. The etcd must be
     /// reachable from the server's namespace (the sandbox with --isolated); its data survives
     /// `skiff down`, so a second `skiff up` on it finds the first cluster's objects.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, visible_alias = "etcd", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
+    /// Key prefix of this cluster in etcd (`skiff server --etcd-prefix`), so several clusters
+    /// can share one etcd.
+    #[arg(long, default_value = "/registry", requires = "etcd_endpoints")]
+    pub etcd_prefix: String,
 }
 
 /// Runs a cluster until Ctrl-C / SIGTERM. Synchronous: the async part runs on a runtime
@@ -196,6 +200,7 @@ async fn run_cluster(layout: Layout, args: UpArgs, record: ClusterRecord, starte
         ]);
         if !args.etcd_endpoints.is_empty() {
             server_args.extend(["--etcd-endpoints".to_owned(), args.etcd_endpoints.join(",")]);
+            server_args.extend(["--etcd-prefix".to_owned(), args.etcd_prefix.clone()]);
         }
         components.push(Component::start("server", sandbox.as_deref(), &server_args, &logs)?);
         let client = wait_for_api(&record.kubeconfig, &mut components).await?;

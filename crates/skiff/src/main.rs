@@ -1,6 +1,8 @@
 //! `skiff`: Kubernetes Service networking in one binary. Each subcommand starts one
 //! component; see `skiff --help`.
 
+mod client;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -132,7 +134,7 @@ async fn run_controllers(args: ControllersArgs) -> Result<()> {
     if let Some(id) = args.identity {
         config.identity = id;
     }
-    let client = kube_client(&args.kubeconfig).await?;
+    let client = client::from_kubeconfig(&args.kubeconfig).await?;
     skiff_controllers::run(client, config).await
 }
 
@@ -188,33 +190,13 @@ async fn run_dns(args: DnsArgs) -> Result<()> {
         _ => skiff_dns::PodsMode::Insecure,
     };
     config.autopath = !args.no_autopath;
-    let client = kube_client_or_in_cluster(args.kubeconfig.as_deref()).await?;
+    let client = client::from_kubeconfig_or_in_cluster(args.kubeconfig.as_deref()).await?;
     let upstreams = format!("{:?}", config.upstreams);
     skiff_dns::run(client, config, |bound| {
         let metrics = bound.metrics.map(|m| m.to_string()).unwrap_or_default();
         tracing::info!(listen = %bound.dns, metrics_listen = %metrics, %upstreams, "DNS server listening");
     })
     .await
-}
-
-/// A kube-rs client from a kubeconfig file or, without one, the in-cluster configuration
-/// (how upstream components find the API when they run as pods).
-async fn kube_client_or_in_cluster(path: Option<&std::path::Path>) -> Result<kube::Client> {
-    match path {
-        Some(path) => kube_client(path).await,
-        None => {
-            let config = kube::Config::incluster()
-                .map_err(|e| anyhow::anyhow!("no --kubeconfig and no in-cluster configuration: {e}"))?;
-            Ok(kube::Client::try_from(config)?)
-        }
-    }
-}
-
-/// A kube-rs client from a kubeconfig file.
-async fn kube_client(path: &std::path::Path) -> Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
-    Ok(kube::Client::try_from(config)?)
 }
 
 fn init_tracing(format: &str) {
@@ -255,15 +237,15 @@ fn main() -> Result<()> {
                 anyhow::bail!("dispatched before the runtime starts")
             }
             Command::Proxy(args) => {
-                let client = kube_client(&args.kubeconfig).await?;
+                let client = client::from_kubeconfig(&args.kubeconfig).await?;
                 skiff_proxy::run(client, args).await
             }
             Command::Agent(args) => {
-                let client = kube_client(&args.kubeconfig).await?;
+                let client = client::from_kubeconfig(&args.kubeconfig).await?;
                 skiff_node::run(client, args).await
             }
             Command::Ingress(args) => {
-                let client = kube_client_or_in_cluster(args.kubeconfig.as_deref()).await?;
+                let client = client::from_kubeconfig_or_in_cluster(args.kubeconfig.as_deref()).await?;
                 skiff_ingress::run(client, args).await
             } // [dispatch]
         }

@@ -6,6 +6,8 @@
 //!   NodePort (allocation is an etcd transaction);
 //! - the servers share the cluster CA, so one server's kubeconfig works against another;
 //! - `--etcd-prefix` keeps clusters on one etcd apart;
+//! - components whose kubeconfig lists both servers (the `skiff.io/servers` extension) move to
+//!   the second when the first is killed;
 //! - on a 3-member etcd, `kill -9` of one API server and of the etcd leader in the middle of a
 //!   burst of creates: clients retry against the other server, and every acknowledged create is
 //!   there afterwards (and was delivered to a watcher on the surviving server).
@@ -321,6 +323,63 @@ fn servers_on_different_etcd_prefixes_are_separate_clusters() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(stderr.contains("certificate"), "expected a certificate error: {stderr}");
+}
+
+/// `kubeconfig` with `servers` added to its cluster as further API servers (the
+/// `skiff.io/servers` extension the components fail over through).
+fn with_failover_servers(kubeconfig: &str, servers: &[String]) -> String {
+    let server_line =
+        kubeconfig.lines().find(|l| l.trim_start().starts_with("server:")).expect("kubeconfig has a server");
+    let indent = &server_line[..server_line.len() - server_line.trim_start().len()];
+    let extension = format!(
+        "{server_line}\n{indent}extensions:\n{indent}- name: skiff.io/servers\n{indent}  extension:\n{indent}    servers: [{}]",
+        servers.join(", ")
+    );
+    kubeconfig.replacen(server_line, &extension, 1)
+}
+
+/// The first LoadBalancer ingress IP of a Service, as read through `s`.
+fn lb_ip(s: &TestServer, name: &str) -> Option<String> {
+    let reply = s.http("GET", &format!("/api/v1/namespaces/default/services/{name}")).try_send().ok()?;
+    let ip = reply.json()["status"]["loadBalancer"]["ingress"][0]["ip"].as_str()?.to_owned();
+    Some(ip)
+}
+
+fn create_lb_service(s: &TestServer, name: &str) {
+    let service = json!({
+        "metadata": {"name": name},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}], "selector": {"app": name}},
+    });
+    let reply = s.http("POST", "/api/v1/namespaces/default/services").json(&service).send();
+    assert_eq!(reply.code, 201, "creating {name}: {}", reply.body);
+}
+
+#[test]
+fn components_fail_over_between_the_servers_their_kubeconfig_lists() {
+    let etcd = EtcdCluster::start(1);
+    let (mut a, b) = (server_on(&etcd.all_endpoints(), &[]), server_on(&etcd.all_endpoints(), &[]));
+    let config = std::fs::read_to_string(&a.kubeconfig).expect("reading A's kubeconfig");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a-then-b");
+    std::fs::write(&path, with_failover_servers(&config, &[b.url()])).expect("writing kubeconfig");
+
+    // kubectl keeps the extension and ignores it.
+    let out = kubectl_with(&path, &["get", "namespaces", "-o", "name"]);
+    assert!(out.status.success(), "kubectl with the extension: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The controllers start on A (the kubeconfig's own server) and assign LoadBalancer IPs.
+    let controllers = a.start_controllers_with(&path, &["--lb-pool", "172.31.254.1-172.31.254.10"]);
+    create_lb_service(&a, "before");
+    let wait = Duration::from_secs(60);
+    a.eventually("an IP for the Service created through A", wait, || lb_ip(&a, "before"));
+
+    // With A gone, they carry on through B: a Service created there gets its IP.
+    a.kill9();
+    create_lb_service(&b, "after");
+    let ip = b.eventually("an IP for the Service created through B after A died", wait, || lb_ip(&b, "after"));
+    assert_ne!(Some(ip), lb_ip(&b, "before"), "two Services got one IP");
+    let log = controllers.log();
+    assert!(log.contains("now using this server"), "controllers did not report the failover:\n{log}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-//! `skiff up --etcd-endpoints URL`: a local cluster whose API server keeps its state in an
-//! external etcd. The node registers, and its Node object is in etcd under `/registry/`.
+//! `skiff up --etcd URL --etcd-prefix P`: a local cluster whose API server keeps its state in an
+//! external etcd. The node registers, and its Node object is in etcd under the prefix.
 //!
 //! Everything runs inside a network namespace the test creates (DESIGN.md §4): etcd on that
 //! namespace's loopback, and `skiff up` without `--isolated`, so its underlay bridge and
@@ -103,8 +103,8 @@ fn stdout_of(out: Output) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Every key etcd holds under `/registry/`, read through etcd's JSON gateway.
-fn etcd_keys(ns: &Netns) -> Vec<String> {
+/// Every key etcd holds under `<prefix>/`, read through etcd's JSON gateway.
+fn etcd_keys(ns: &Netns, prefix: &str) -> Vec<String> {
     let b64 = |s: &str| {
         let out = Command::new("base64").arg("-w0").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
         let mut child = out.expect("base64");
@@ -112,7 +112,11 @@ fn etcd_keys(ns: &Netns) -> Vec<String> {
         child.stdin.take().expect("stdin").write_all(s.as_bytes()).expect("base64 input");
         String::from_utf8_lossy(&child.wait_with_output().expect("base64").stdout).into_owned()
     };
-    let body = format!(r#"{{"key":"{}","range_end":"{}","keys_only":true}}"#, b64("/registry/"), b64("/registry0"));
+    let body = format!(
+        r#"{{"key":"{}","range_end":"{}","keys_only":true}}"#,
+        b64(&format!("{prefix}/")),
+        b64(&format!("{prefix}0"))
+    );
     let out = ns
         .command("curl")
         .args(["-s", "-m", "5", "-X", "POST", "-d", &body, &format!("{ETCD_URL}/v3/kv/range")])
@@ -133,6 +137,8 @@ fn etcd_keys(ns: &Netns) -> Vec<String> {
 
 #[test]
 fn skiff_up_keeps_the_cluster_state_in_etcd() {
+    // Not etcd's default prefix: `skiff up --etcd-prefix` must reach the server.
+    const PREFIX: &str = "/skiff-test";
     let ns = Netns::create();
     let etcd_dir = tempfile::tempdir().expect("tempdir");
     let etcd_bin = std::env::var("SKIFF_ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned());
@@ -153,7 +159,7 @@ fn skiff_up_keeps_the_cluster_state_in_etcd() {
     let name = format!("eu{}", std::process::id());
     let mut child = ns
         .command(SKIFF)
-        .args(["up", "--name", &name, "--nodes", "1", "--etcd-endpoints", ETCD_URL])
+        .args(["up", "--name", &name, "--nodes", "1", "--etcd", ETCD_URL, "--etcd-prefix", PREFIX])
         .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::piped())
@@ -185,11 +191,11 @@ fn skiff_up_keeps_the_cluster_state_in_etcd() {
             .env_remove("KUBECONFIG")
             .output()
             .expect("kubectl");
-        let keys = etcd_keys(&ns);
+        let keys = etcd_keys(&ns, PREFIX);
         if stdout_of(nodes).is_some_and(|n| n.contains("node-1")) && keys.iter().any(|k| k.ends_with("/node-1")) {
             break;
         }
-        assert!(Instant::now() < deadline, "node-1 never appeared in etcd; keys: {keys:?}");
+        assert!(Instant::now() < deadline, "node-1 never appeared in etcd under {PREFIX}; keys: {keys:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -187,12 +187,18 @@ impl Drop for Controllers {
 impl TestServer {
     /// Starts `skiff controllers --kubeconfig <this server> <extra args>`.
     pub fn start_controllers(&self, extra_args: &[&str]) -> Controllers {
+        self.start_controllers_with(&self.kubeconfig, extra_args)
+    }
+
+    /// Starts `skiff controllers --kubeconfig <kubeconfig> <extra args>` (logs in this
+    /// server's directory).
+    pub fn start_controllers_with(&self, kubeconfig: &Path, extra_args: &[&str]) -> Controllers {
         let log_path = self.dir.path().join(format!("controllers-{}.log", rand_suffix()));
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .arg("controllers")
             .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(kubeconfig)
             .args(extra_args)
             .env("RUST_LOG", "info,skiff_controllers=debug")
             .stdout(Stdio::null())
