@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// How long this server's address stays in the `kubernetes` endpoints after its last
     /// lease renewal (it renews every two thirds of this; see [`crate::endpoint_leases`]).
     pub endpoint_lease_ttl: Duration,
+    /// Further names and addresses for the serving certificate (k3s's `--tls-san`): a
+    /// load balancer's name, or the machine's other addresses when listening on 0.0.0.0.
+    pub tls_sans: Vec<String>,
 }
 
 impl ServerConfig {
@@ -52,6 +55,7 @@ impl ServerConfig {
             etcd_certfile: None,
             etcd_keyfile: None,
             endpoint_lease_ttl: crate::endpoint_leases::DEFAULT_LEASE_TTL,
+            tls_sans: Vec::new(),
         }
     }
 

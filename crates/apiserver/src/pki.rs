@@ -152,7 +152,9 @@ impl Pki {
         for h in hosts {
             match h.parse::<IpAddr>() {
                 Ok(ip) => sans.push(SanType::IpAddress(ip)),
-                Err(_) => sans.push(SanType::DnsName(h.clone().try_into()?)),
+                Err(_) => sans.push(SanType::DnsName(
+                    h.clone().try_into().with_context(|| format!("{h:?} is neither an IP address nor a DNS name"))?,
+                )),
             }
         }
         let key = KeyPair::generate()?;

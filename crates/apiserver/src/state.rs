@@ -42,6 +42,7 @@ impl ApiServer {
         if !config.listen.ip().is_unspecified() {
             hosts.push(config.listen.ip().to_string());
         }
+        hosts.extend(config.tls_sans.iter().cloned());
         hosts.sort();
         hosts.dedup();
         let pki = Pki::load_or_create(&config.data_dir, &hosts)?;

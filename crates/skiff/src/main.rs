@@ -97,6 +97,11 @@ struct ServerArgs {
     /// renewing its lease (it renews every two thirds of this; a clean shutdown leaves at once).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     endpoint_lease_ttl: u64,
+    /// Further DNS names or IP addresses for the serving certificate (repeatable), e.g. the
+    /// name of a load balancer in front of several servers, or this machine's other addresses
+    /// when listening on 0.0.0.0.
+    #[arg(long = "tls-san", value_name = "NAME_OR_IP")]
+    tls_sans: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -263,6 +268,7 @@ async fn run_server(args: ServerArgs) -> Result<()> {
     config.etcd_cafile = args.etcd_cafile;
     config.etcd_certfile = args.etcd_certfile;
     config.etcd_keyfile = args.etcd_keyfile;
+    config.tls_sans = args.tls_sans;
     let started = std::time::Instant::now();
     skiff_apiserver::run(config, |server| {
         tracing::info!(

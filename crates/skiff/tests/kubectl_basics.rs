@@ -41,3 +41,27 @@ fn anonymous_requests_are_unauthorized() {
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
 }
+
+/// curl's verdict on the server's certificate when reached by `name` (resolved to the
+/// server's loopback address): the HTTP code, or 000 when TLS verification failed.
+fn https_code_by_name(s: &TestServer, name: &str) -> String {
+    let url = s.url();
+    let port = url.rsplit(':').next().expect("server URL has a port");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--resolve"])
+        .arg(format!("{name}:{port}:127.0.0.1"))
+        .arg("--cacert")
+        .arg(s.ca_cert())
+        .arg(format!("https://{name}:{port}/version"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tls_san_adds_names_to_the_serving_certificate() {
+    let plain = TestServer::start();
+    assert_eq!(https_code_by_name(&plain, "api.skiff.test"), "000", "a name the certificate lacks verified");
+    let s = TestServer::start_with(&["--tls-san", "api.skiff.test", "--tls-san", "192.0.2.7"]);
+    assert_eq!(https_code_by_name(&s, "api.skiff.test"), "200");
+}
