@@ -23,7 +23,8 @@ struct Netns(String);
 impl Netns {
     fn create() -> Netns {
         let name = format!("skeu-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // A namespace left by an earlier run of this pid would make `add` fail.
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
         let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
         assert!(ok.success(), "creating netns {name}");
         let ns = Netns(name);
