@@ -37,7 +37,7 @@ use crate::endpointslice::model::ObjectKey;
 use crate::endpointslice::queue::{self, WorkQueue};
 use crate::endpointslice::reconcile::SlicePlan;
 use crate::endpointslice::watch::{Change, Tasks};
-use crate::endpointslice::writes::{self, Written};
+use crate::endpointslice::writes;
 use crate::endpointslice::{ANNOTATION_TRIGGER_TIME, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_SKIP_MIRROR};
 use crate::events::EventType;
 use crate::Context;
@@ -251,24 +251,10 @@ impl Controller {
             return Ok(());
         }
         let api: Api<EndpointSlice> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
-        let owner = format!("Endpoints {key}");
-        self.state().slices.begin_writes(key, &plan);
-        let result =
-            writes::perform(
-                &api,
-                plan,
-                allow_create,
-                &owner,
-                &self.ctx.metrics,
-                METRICS_NAME,
-                |written| match written {
-                    Written::Stored(slice) => self.state().slices.wrote(*slice),
-                    Written::Removed(slice) => self.state().slices.deleted(&slice),
-                },
-            )
-            .await;
-        self.state().slices.end_writes(key);
-        result
+        let owner = writes::Owner { kind: "Endpoints", key };
+        let metrics = &self.ctx.metrics;
+        writes::perform_tracked(&api, owner, plan, allow_create, metrics, METRICS_NAME, |f| f(&mut self.state().slices))
+            .await
     }
 }
 

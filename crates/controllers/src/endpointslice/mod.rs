@@ -56,7 +56,6 @@ use queue::WorkQueue;
 use reconcile::{plan_slices, SlicePlan, MAX_ENDPOINTS_PER_SLICE};
 use trigger_time::{format_time, TriggerTimes};
 use watch::{Change, Tasks};
-use writes::Written;
 
 /// The `managed-by` value of the slices this controller owns.
 pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
@@ -269,23 +268,9 @@ impl Controller {
 
     async fn perform(&self, key: &ObjectKey, plan: SlicePlan, allow_create: bool) -> Result<(), String> {
         let api: Api<EndpointSlice> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
-        let owner = format!("Service {key}");
-        self.state().slices.begin_writes(key, &plan);
-        let result =
-            writes::perform(
-                &api,
-                plan,
-                allow_create,
-                &owner,
-                &self.ctx.metrics,
-                METRICS_NAME,
-                |written| match written {
-                    Written::Stored(slice) => self.state().slices.wrote(*slice),
-                    Written::Removed(slice) => self.state().slices.deleted(&slice),
-                },
-            )
-            .await;
-        self.state().slices.end_writes(key);
-        result
+        let owner = writes::Owner { kind: "Service", key };
+        let metrics = &self.ctx.metrics;
+        writes::perform_tracked(&api, owner, plan, allow_create, metrics, METRICS_NAME, |f| f(&mut self.state().slices))
+            .await
     }
 }

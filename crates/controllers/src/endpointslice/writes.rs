@@ -5,6 +5,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 
+use super::cache::SliceIndex;
 use super::model::ObjectKey;
 use super::reconcile::SlicePlan;
 use crate::health::Metrics;
@@ -31,10 +32,47 @@ fn namespace_terminating(error: &kube::Error) -> bool {
     }
 }
 
+/// The object a set of slices belongs to (a Service, or an Endpoints being mirrored).
+pub struct Owner<'a> {
+    /// Its kind, for error messages ("Service", "Endpoints").
+    pub kind: &'static str,
+    pub key: &'a ObjectKey,
+}
+
+/// Performs `plan` for `owner` with the controller's slice cache (`index`) kept in step: the
+/// writes are registered before they start (so their watch echoes are recognised), each
+/// result is recorded as it comes, and the registration ends with the last write.
+///
+/// `with_index` runs a closure on the cache under the controller's lock (never held across
+/// an await).
+pub async fn perform_tracked(
+    api: &Api<EndpointSlice>,
+    owner: Owner<'_>,
+    plan: SlicePlan,
+    allow_create: bool,
+    metrics: &Metrics,
+    controller: &str,
+    with_index: impl Fn(&mut dyn FnMut(&mut SliceIndex)),
+) -> Result<(), String> {
+    let description = format!("{} {}", owner.kind, owner.key);
+    with_index(&mut |index| index.begin_writes(owner.key, &plan));
+    let result = perform(api, plan, allow_create, &description, metrics, controller, |written| {
+        let mut written = Some(written);
+        with_index(&mut |index| match written.take() {
+            Some(Written::Stored(slice)) => index.wrote(*slice),
+            Some(Written::Removed(slice)) => index.deleted(&slice),
+            None => {}
+        })
+    })
+    .await;
+    with_index(&mut |index| index.end_writes(owner.key));
+    result
+}
+
 /// Performs `plan` in `api`'s namespace for `owner` (e.g. "Service default/web", used in
 /// error messages). Creates are skipped when `allow_create` is false (the owner is being
 /// deleted). Stops at the first failure and returns its message.
-pub async fn perform(
+async fn perform(
     api: &Api<EndpointSlice>,
     plan: SlicePlan,
     allow_create: bool,
