@@ -300,7 +300,15 @@ impl Runner {
         // `$(VAR)` references in command and args expand from the container's environment.
         let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let argv: Vec<String> = argv.iter().map(|a| env::expand(a, lookup)).collect();
-        let launch = Launch { argv, env, cwd: c.working_dir.clone(), sandbox: self.sandbox.clone() };
+        let launch = Launch {
+            argv,
+            env,
+            cwd: c.working_dir.clone(),
+            sandbox: self.sandbox.clone(),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
+        };
         let instance = InstanceDir::new(&self.dir, index);
         let fail = |e: String| ("RunContainerError".to_owned(), e, Duration::from_secs(10));
         std::fs::create_dir_all(&instance.path).map_err(|e| fail(e.to_string()))?;

@@ -25,6 +25,13 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
     pub sandbox: SandboxSpec,
+    /// The container's `stdin`, `stdinOnce` and `tty` (what `kubectl attach` / `run -i` use).
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// The running container process; `start_ticks` (field 22 of /proc/<pid>/stat) tells a

@@ -9,6 +9,7 @@
 //! `kubectl logs/exec/port-forward` reach the pods through [`runtime`].
 
 pub mod agent;
+pub mod attach;
 pub mod cidr;
 pub mod container;
 pub mod env;

@@ -19,6 +19,7 @@ use skiff_streams::{
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::agent::{pod_command, Agent, PodView};
+use crate::attach;
 use crate::instance::{instances, InstanceDir};
 use crate::sandbox::{connect_in_netns, resize_pty, Pty};
 use crate::shim::parse_log_line;
@@ -72,6 +73,24 @@ impl PodRuntime for NodeRuntime {
         Ok(ExecSession { stdin, stdout, stderr, resize: None, exit })
     }
 
+    async fn attach(&self, pod: &PodRef, container: &str, request: ExecRequest) -> Result<ExecSession, RuntimeError> {
+        let view = self.view(pod)?;
+        let dir = self.container_dir(&view, container)?;
+        let latest = instances(&dir).pop().filter(|i| i.live_pid().is_some());
+        let Some(instance) = latest else {
+            return Err(RuntimeError::BadRequest(format!("container {container} is not running")));
+        };
+        let stream = attach::connect(&instance.path).and_then(|s| {
+            s.set_nonblocking(true)?;
+            tokio::net::UnixStream::from_std(s)
+        });
+        let stream = stream.map_err(|e| {
+            // Containers started by an agent before attach existed have no socket.
+            RuntimeError::BadRequest(format!("container {container} cannot be attached to (restart it): {e}"))
+        })?;
+        Ok(attach_session(stream, &request))
+    }
+
     async fn port_forward(&self, pod: &PodRef, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
         let view = self.view(pod)?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -107,6 +126,85 @@ impl PodRuntime for NodeRuntime {
             })?
         };
         read_logs(chosen, options).await
+    }
+}
+
+/// Bridges an attach connection to the shim into an [`ExecSession`]: output frames become
+/// the stdout/stderr readers, the stdin writer and resizes become frames. The session ends
+/// when the shim closes the connection (the container exited).
+fn attach_session(stream: tokio::net::UnixStream, request: &ExecRequest) -> ExecSession {
+    use tokio::io::AsyncWriteExt;
+    let (mut from_shim, mut to_shim) = stream.into_split();
+    let pipe = || tokio::io::duplex(64 * 1024);
+    let (stdout_writer, stdout_reader) = pipe();
+    let (stderr_writer, stderr_reader) = pipe();
+    // Output: demultiplexed until the shim hangs up; the exit resolves then.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (want_stdout, want_stderr) = (request.stdout, request.stderr);
+    tokio::spawn(async move {
+        let (mut stdout, mut stderr) = (stdout_writer, stderr_writer);
+        while let Ok(Some((kind, data))) = attach::read_frame_async(&mut from_shim).await {
+            // With a tty, stderr is not requested; its output then goes nowhere, as with kubelet.
+            let _ = match kind {
+                attach::STDOUT if want_stdout => stdout.write_all(&data).await,
+                attach::STDERR if want_stderr => stderr.write_all(&data).await,
+                _ => Ok(()),
+            };
+        }
+        let _ = done_tx.send(());
+    });
+    // Input: stdin chunks and terminal sizes, framed, through one writer task.
+    let (frames_tx, mut frames_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    tokio::spawn(async move {
+        while let Some(frame) = frames_rx.recv().await {
+            if to_shim.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stdin = request.stdin.then(|| {
+        let (writer, mut reader) = pipe();
+        let frames = frames_tx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if frames.send(attach::frame(attach::STDIN, &buf[..n])).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = frames.send(attach::frame(attach::STDIN_CLOSED, &[])).await;
+        });
+        Box::new(writer) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>
+    });
+    let resize = request.tty.then(|| {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<TerminalSize>(8);
+        let frames = frames_tx.clone();
+        tokio::spawn(async move {
+            while let Some(size) = rx.recv().await {
+                let payload = attach::resize_payload(size.width, size.height);
+                if frames.send(attach::frame(attach::RESIZE, &payload)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tx
+    });
+    let reader =
+        |on: bool, r: tokio::io::DuplexStream| on.then(|| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>);
+    ExecSession {
+        stdin,
+        stdout: reader(request.stdout, stdout_reader),
+        stderr: reader(request.stderr, stderr_reader),
+        resize,
+        exit: Box::pin(async move {
+            let _ = done_rx.await;
+            ExitOutcome::Code(0)
+        }),
     }
 }
 

@@ -168,6 +168,11 @@ impl Pty {
         check(unsafe {
             libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
         })?;
+        // Neither end may leak into the processes we start (they get dup'd copies on 0-2).
+        for fd in [master, slave] {
+            // SAFETY: F_SETFD on an fd openpty just returned; no memory is involved.
+            check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+        }
         // SAFETY: openpty succeeded, so both are fresh fds we own.
         let (master, slave) = unsafe {
             (

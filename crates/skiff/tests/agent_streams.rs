@@ -1,5 +1,6 @@
-//! `kubectl logs`, `kubectl exec` and `kubectl port-forward` against pods run by `skiff agent`,
-//! through the API server to the agent's kubelet API.
+//! `kubectl logs`, `kubectl exec`, `kubectl attach` / `kubectl run -i` and `kubectl
+//! port-forward` against pods run by `skiff agent`, through the API server to the agent's
+//! kubelet API.
 
 mod agent_support;
 
@@ -114,4 +115,65 @@ fn follow_logs_until_the_container_ends() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     // The whole log, from the start, then the stream ends with the container.
     assert_eq!(text, "n1\nn2\nn3\n");
+}
+
+/// `kubectl` in the node's network namespace with `stdin` piped in; returns (status, stdout, stderr).
+fn kubectl_with_stdin(cluster: &Cluster, args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) {
+    let mut command = cluster.in_node("kubectl");
+    command.arg("--kubeconfig").arg(&cluster.kubeconfig).args(args);
+    let mut child =
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kubectl");
+    child.stdin.take().expect("stdin").write_all(stdin).expect("write");
+    let out = child.wait_with_output().expect("kubectl output");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn run_interactive_and_attach() {
+    let cluster = Cluster::start();
+    cluster.wait_node_ready();
+
+    // `kubectl run -i --rm`: the pod's own stdin (stdinOnce) gets the piped input through
+    // pods/attach, its output comes back, and the pod is deleted afterwards.
+    let run = ["run", "upper", "-i", "--rm", "--restart=Never", "--image=busybox", "--", "tr", "a-z", "A-Z"];
+    let (code, stdout, stderr) = kubectl_with_stdin(&cluster, &run, b"attached\n");
+    assert_eq!(code, Some(0), "kubectl run -i: {stdout}{stderr}");
+    assert!(stdout.contains("ATTACHED"), "output of the attached container: {stdout:?} {stderr}");
+    cluster.wait_gone("upper", Duration::from_secs(30));
+
+    // `kubectl attach` to a running container: its output from now on, stdout and stderr.
+    cluster.apply(&sh_pod(
+        "ticker",
+        "i=0; while true; do i=$((i+1)); echo tick-$i; echo tock-$i >&2; sleep 0.2; done",
+        "",
+    ));
+    cluster.wait_running("ticker");
+    let mut attach = cluster.in_node("kubectl");
+    attach.arg("--kubeconfig").arg(&cluster.kubeconfig).args(["attach", "ticker"]);
+    let mut child = attach.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kubectl attach");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    cluster.eventually("ticks through kubectl attach", Duration::from_secs(20), || {
+        let mut buf = [0u8; 256];
+        let n = stdout.read(&mut buf).ok()?;
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        (seen.matches("tick-").count() >= 3).then_some(())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    // The attachment left; the container kept running and logging.
+    assert_eq!(
+        cluster.pod("ticker").and_then(|p| p["status"]["phase"].as_str().map(str::to_owned)).as_deref(),
+        Some("Running")
+    );
+
+    // A container that is not running cannot be attached to: a clear error, not a hang.
+    cluster.apply(&sh_pod("done", "exit 0", r#", "restartPolicy": "Never""#));
+    cluster.eventually("pod done to finish", Duration::from_secs(20), || {
+        let phase = cluster.pod("done")?["status"]["phase"].as_str()?.to_owned();
+        (phase == "Succeeded").then_some(())
+    });
+    let out = cluster.kubectl(&["attach", "done"]);
+    assert!(!out.status.success(), "attach to a finished container succeeded");
 }

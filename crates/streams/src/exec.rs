@@ -1,5 +1,7 @@
-//! `/exec/{ns}/{pod}/{container}?command=…&stdin&stdout&stderr&tty` over a WebSocket channel
-//! protocol ([`crate::channel`]), or over SPDY ([`crate::exec_spdy`]).
+//! `/exec/{ns}/{pod}/{container}?command=…&stdin&stdout&stderr&tty` and
+//! `/attach/{ns}/{pod}/{container}?stdin&stdout&stderr&tty` over a WebSocket channel protocol
+//! ([`crate::channel`]), or over SPDY ([`crate::exec_spdy`]). Both are the same session on the
+//! wire; exec starts a new process, attach joins the container's own.
 //!
 //! As kubelet does, the upgrade is answered first and every failure after it — the pod or
 //! container missing, the command failing to start, a non-zero exit — is reported on the
@@ -29,10 +31,35 @@ use crate::websocket::{self, Socket};
 /// stdout open must not keep the session alive forever).
 pub(crate) const OUTPUT_DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
-/// Reads the exec parameters as kubelet does.
-pub fn parse_request(query: &Query) -> Result<ExecRequest, String> {
+/// What a streaming session joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A new process in the container (`command`).
+    Exec,
+    /// The container's main process.
+    Attach,
+}
+
+impl SessionKind {
+    /// Starts the session in the runtime.
+    pub(crate) async fn start(
+        self,
+        runtime: &dyn PodRuntime,
+        pod: &PodRef,
+        container: &str,
+        request: ExecRequest,
+    ) -> Result<ExecSession, RuntimeError> {
+        match self {
+            SessionKind::Exec => runtime.exec(pod, container, request).await,
+            SessionKind::Attach => runtime.attach(pod, container, request).await,
+        }
+    }
+}
+
+/// Reads the exec or attach parameters as kubelet does.
+pub fn parse_request(query: &Query, kind: SessionKind) -> Result<ExecRequest, String> {
     let command = query.all("command");
-    if command.is_empty() {
+    if command.is_empty() && kind == SessionKind::Exec {
         return Err("you must specify at least one command for the container".into());
     }
     let tty = query.flag("tty");
@@ -52,12 +79,13 @@ pub fn parse_request(query: &Query) -> Result<ExecRequest, String> {
 
 pub async fn serve(
     runtime: Arc<dyn PodRuntime>,
+    kind: SessionKind,
     pod: PodRef,
     container: String,
     query: &Query,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
-    let request = match parse_request(query) {
+    let request = match parse_request(query, kind) {
         Ok(r) => r,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
@@ -74,7 +102,7 @@ pub async fn serve(
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let io = hyper_util::rt::TokioIo::new(upgraded);
-                    crate::exec_spdy::run(io, protocol, runtime, pod, container, request).await;
+                    crate::exec_spdy::run(io, protocol, runtime, kind, pod, container, request).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "exec SPDY upgrade failed"),
             }
@@ -99,7 +127,7 @@ pub async fn serve(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = websocket::from_upgraded(upgraded).await;
-                run(socket, protocol, runtime, pod, container, request).await;
+                run(socket, protocol, runtime, kind, pod, container, request).await;
             }
             Err(e) => tracing::debug!(error = %e, "exec upgrade failed"),
         }
@@ -112,6 +140,7 @@ async fn run(
     socket: Socket,
     protocol: ChannelProtocol,
     runtime: Arc<dyn PodRuntime>,
+    kind: SessionKind,
     pod: PodRef,
     container: String,
     request: ExecRequest,
@@ -146,7 +175,7 @@ async fn run(
     let mut reader = tokio::spawn(read_client(stream, protocol, stdin_tx, resize_tx));
 
     let command = request.command.clone();
-    let outcome = match runtime.exec(&pod, &container, request).await {
+    let outcome = match kind.start(runtime.as_ref(), &pod, &container, request).await {
         Ok(session) => match pump(session, stdin_rx, resize_rx, &mut reader, protocol, &out_tx).await {
             Some(outcome) => Ok(outcome),
             None => return,
@@ -362,11 +391,15 @@ mod tests {
     #[test]
     fn exec_parameters_follow_kubelet() {
         let q = Query::parse(Some("command=ls&command=-l&stdout=1&stderr=1&tty=1"));
-        let r = parse_request(&q).unwrap();
+        let r = parse_request(&q, SessionKind::Exec).unwrap();
         assert_eq!(r.command, ["ls", "-l"]);
         assert!(r.tty && r.stdout && !r.stderr, "a terminal drops stderr");
-        assert!(parse_request(&Query::parse(Some("stdout=1"))).is_err());
-        assert!(parse_request(&Query::parse(Some("command=ls"))).is_err());
+        assert!(parse_request(&Query::parse(Some("stdout=1")), SessionKind::Exec).is_err());
+        assert!(parse_request(&Query::parse(Some("command=ls")), SessionKind::Exec).is_err());
+        // Attach joins the container's own process: no command, but still at least one stream.
+        let attach = parse_request(&Query::parse(Some("stdin=1&stdout=1")), SessionKind::Attach).unwrap();
+        assert!(attach.command.is_empty() && attach.stdin && attach.stdout);
+        assert!(parse_request(&Query::parse(Some("tty=1")), SessionKind::Attach).is_err());
         assert_eq!(
             parse_resize(&Bytes::from_static(br#"{"Width":80,"Height":24}"#)),
             Some(TerminalSize { width: 80, height: 24 })

@@ -12,6 +12,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::channel::ChannelProtocol;
+use crate::exec::SessionKind;
 use crate::exec::{error_message, parse_resize, OUTPUT_DRAIN_AFTER_EXIT};
 use crate::runtime::{ExecRequest, ExecSession, ExitOutcome, PodRef, PodRuntime};
 use crate::spdy::{self, IncomingStream, StreamWriter};
@@ -49,6 +50,7 @@ pub async fn run<IO>(
     io: IO,
     protocol: &'static str,
     runtime: Arc<dyn PodRuntime>,
+    kind: SessionKind,
     pod: PodRef,
     container: String,
     request: ExecRequest,
@@ -85,7 +87,7 @@ pub async fn run<IO>(
     }
     let Some(error) = streams.error.take() else { return };
     let command = request.command.clone();
-    let outcome = match runtime.exec(&pod, &container, request).await {
+    let outcome = match kind.start(runtime.as_ref(), &pod, &container, request).await {
         Ok(exec) => match pump(exec, &mut streams, session.closed.clone()).await {
             Some(outcome) => Ok(outcome),
             None => return,

@@ -82,6 +82,10 @@ pub enum RuntimeError {
 pub trait PodRuntime: Send + Sync + 'static {
     /// Starts `request.command` in the container's namespaces.
     async fn exec(&self, pod: &PodRef, container: &str, request: ExecRequest) -> Result<ExecSession, RuntimeError>;
+    /// Connects to the container's own standard streams (`kubectl attach`, `kubectl run -i`):
+    /// `request.command` is empty. The session's exit resolves when the container's output
+    /// ends (it exited) or the runtime stops serving the attachment.
+    async fn attach(&self, pod: &PodRef, container: &str, request: ExecRequest) -> Result<ExecSession, RuntimeError>;
     /// Connects to `port` on the pod's loopback/network namespace.
     async fn port_forward(&self, pod: &PodRef, port: u16) -> Result<tokio::net::TcpStream, RuntimeError>;
     /// The container's log as a byte stream (ends unless `options.follow`).

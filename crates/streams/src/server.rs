@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::exec::SessionKind;
 use crate::runtime::{PodRef, PodRuntime, RuntimeError};
 use crate::tls::KubeletTls;
 
@@ -85,6 +86,7 @@ pub async fn serve(listener: TcpListener, tls: KubeletTls, runtime: Arc<dyn PodR
 enum Endpoint {
     Logs(PodRef, String),
     Exec(PodRef, String),
+    Attach(PodRef, String),
     PortForward(PodRef),
 }
 
@@ -96,6 +98,9 @@ fn parse_path(path: &str) -> Option<Endpoint> {
         ["exec", ns, name, container] => Some(Endpoint::Exec(pod(ns, name), container.to_string())),
         // kubelet also accepts a pod UID before the container; it is not needed here.
         ["exec", ns, name, _uid, container] => Some(Endpoint::Exec(pod(ns, name), container.to_string())),
+        ["attach", ns, name, container] | ["attach", ns, name, _, container] => {
+            Some(Endpoint::Attach(pod(ns, name), container.to_string()))
+        }
         ["portForward", ns, name] | ["portForward", ns, name, _] => Some(Endpoint::PortForward(pod(ns, name))),
         _ => None,
     }
@@ -114,7 +119,12 @@ async fn route(runtime: Arc<dyn PodRuntime>, req: Request<Incoming>) -> Response
             }
             crate::logs::serve(runtime, pod, container, &query).await
         }
-        Endpoint::Exec(pod, container) => crate::exec::serve(runtime, pod, container, &query, req).await,
+        Endpoint::Exec(pod, container) => {
+            crate::exec::serve(runtime, SessionKind::Exec, pod, container, &query, req).await
+        }
+        Endpoint::Attach(pod, container) => {
+            crate::exec::serve(runtime, SessionKind::Attach, pod, container, &query, req).await
+        }
         Endpoint::PortForward(pod) => crate::portforward::serve(runtime, pod, req).await,
     }
 }
@@ -128,6 +138,8 @@ mod tests {
         let p = PodRef { namespace: "ns".into(), name: "p".into() };
         assert_eq!(parse_path("/containerLogs/ns/p/c"), Some(Endpoint::Logs(p.clone(), "c".into())));
         assert_eq!(parse_path("/exec/ns/p/c"), Some(Endpoint::Exec(p.clone(), "c".into())));
+        assert_eq!(parse_path("/attach/ns/p/c"), Some(Endpoint::Attach(p.clone(), "c".into())));
+        assert_eq!(parse_path("/attach/ns/p/uid/c"), Some(Endpoint::Attach(p.clone(), "c".into())));
         assert_eq!(parse_path("/portForward/ns/p"), Some(Endpoint::PortForward(p)));
         assert_eq!(parse_path("/containerLogs/ns/p"), None);
         assert_eq!(parse_path("/"), None);

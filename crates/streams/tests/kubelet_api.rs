@@ -19,6 +19,9 @@ impl PodRuntime for OnePod {
     async fn exec(&self, _: &PodRef, _: &str, _: ExecRequest) -> Result<ExecSession, RuntimeError> {
         Err(RuntimeError::Internal("exec is not part of this test".into()))
     }
+    async fn attach(&self, _: &PodRef, _: &str, _: ExecRequest) -> Result<ExecSession, RuntimeError> {
+        Err(RuntimeError::Internal("attach is not part of this test".into()))
+    }
     async fn port_forward(&self, _: &PodRef, _: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
         Err(RuntimeError::Internal("port-forward is not part of this test".into()))
     }

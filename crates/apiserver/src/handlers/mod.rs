@@ -6,7 +6,7 @@
 //! - [`scale`]: the `/scale` subresource
 //! - [`binding`]: a Pod's `/binding` subresource (how a scheduler assigns a node)
 //! - [`token_request`]: a ServiceAccount's `/token` subresource (tokens for pods)
-//! - [`pod_streams`]: a Pod's `/log`, `/exec`, `/portforward`, proxied to its node's agent
+//! - [`pod_streams`]: a Pod's `/log`, `/exec`, `/attach`, `/portforward`, proxied to its node's agent
 
 pub mod binding;
 pub mod pod_streams;

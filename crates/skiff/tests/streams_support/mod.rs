@@ -154,6 +154,12 @@ impl PodRuntime for TestRuntime {
         Ok(ExecSession { stdin, stdout, stderr, resize, exit })
     }
 
+    async fn attach(&self, pod: &PodRef, container: &str, _: ExecRequest) -> Result<ExecSession, RuntimeError> {
+        self.check(pod, Some(container))?;
+        // Containers here are only log books; attach is tested against the real agent.
+        Err(RuntimeError::BadRequest("this test runtime has no container processes to attach to".into()))
+    }
+
     async fn port_forward(&self, pod: &PodRef, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
         self.check(pod, None)?;
         tokio::net::TcpStream::connect(("127.0.0.1", port))

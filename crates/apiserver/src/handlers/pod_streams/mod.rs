@@ -1,4 +1,4 @@
-//! A Pod's streaming subresources — `log`, `exec`, `portforward` — proxied to the node agent
+//! A Pod's streaming subresources — `log`, `exec`, `attach`, `portforward` — proxied to the node agent
 //! that runs the pod, as kube-apiserver proxies them to the kubelet.
 //!
 //! The request is resolved and validated here first (the pod exists, the container is known
@@ -21,9 +21,9 @@ use super::Ctx;
 use crate::http::Body;
 
 /// The subresources served here.
-pub const SUBRESOURCES: &[&str] = &["log", "exec", "portforward"];
+pub const SUBRESOURCES: &[&str] = &["log", "exec", "attach", "portforward"];
 
-/// Answers `pods/{name}/{log,exec,portforward}`.
+/// Answers `pods/{name}/{log,exec,attach,portforward}`.
 pub async fn handle(ctx: &Ctx, method: Method, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let sub = ctx.req.subresource.as_deref().unwrap_or("");
     let allowed = match sub {
@@ -50,11 +50,15 @@ pub async fn handle(ctx: &Ctx, method: Method, req: Request<Incoming>) -> Result
             let path = format!("/containerLogs/{namespace}/{name}/{container}?{}", options.kubelet_query());
             proxy::logs(&ctx.server, &target, &path).await
         }
-        "exec" => {
-            let options = params::ExecParams::parse(&raw_query)?;
+        "exec" | "attach" => {
+            // PodAttachOptions are PodExecOptions without the command.
+            let mut options = params::ExecParams::parse(&raw_query)?;
+            if sub == "attach" {
+                options.command.clear();
+            }
             let container = resolve_container(&pod, &name, options.container.as_deref())?;
             let target = node_target(ctx, &name, &node_name).await?;
-            let path = format!("/exec/{namespace}/{name}/{container}?{}", options.kubelet_query());
+            let path = format!("/{sub}/{namespace}/{name}/{container}?{}", options.kubelet_query());
             proxy::upgrade(&ctx.server, &target, method, &path, req).await
         }
         _ => {
