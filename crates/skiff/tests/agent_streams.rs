@@ -142,6 +142,36 @@ fn run_interactive_and_attach() {
     assert!(stdout.contains("ATTACHED"), "output of the attached container: {stdout:?} {stderr}");
     cluster.wait_gone("upper", Duration::from_secs(30));
 
+    // `kubectl run -it`: the container gets a terminal (a pty in its shim); kubectl gets
+    // one from script(1). The typed line reaches the container through the terminal.
+    let kubectl = format!(
+        "nsenter --net=/run/netns/{} -- kubectl --kubeconfig {} run typed -it --rm --restart=Never --image=busybox \
+         -- sh -c 'read line; tty; echo got-$line'",
+        cluster.node_ns,
+        cluster.kubeconfig.display()
+    );
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &kubectl, "/dev/null"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = script.spawn().expect("script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let out = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || {
+            // Typed once kubectl is attached (it reads the terminal only then); retyping is harmless.
+            for _ in 0..50 {
+                if stdin.write_all(b"typed\n").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let out = child.wait_with_output().expect("script output");
+        let _ = writer.join();
+        out
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/") && text.contains("got-typed"), "kubectl run -it: {text}");
+    cluster.wait_gone("typed", Duration::from_secs(30));
+
     // `kubectl attach` to a running container: its output from now on, stdout and stderr.
     cluster.apply(&sh_pod(
         "ticker",
