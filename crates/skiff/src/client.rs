@@ -20,25 +20,36 @@
 //! The components then talk to one server at a time and move to the next when it cannot be
 //! reached. kube-rs has no server list of its own, so [`Failover`] is a small tower service in
 //! front of one kube-rs client per server (each with the kubeconfig's credentials and CA).
+//!
+//! Servers also find each other: every API server keeps its address in the endpoints of
+//! Service `default/kubernetes`, and a component reads them every [`DISCOVERY_PERIOD`] and
+//! adds the servers it did not know (as k3s's agents do), so a kubeconfig naming one server
+//! is enough to survive its loss once the others are up. Discovered servers come after the
+//! listed ones and are never dropped (a dead one is only skipped).
 
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use k8s_openapi::api::core::v1::Endpoints;
 use kube::client::Body;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// Name of the cluster extension that lists further API servers.
 pub const SERVERS_EXTENSION: &str = "skiff.io/servers";
 
-/// How long a connect to one server may take before the next is tried. kube-rs waits 30 s by
-/// default, which is right for one server and far too long when another one is ready.
-const FAILOVER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a connect (TCP and TLS) to one server may take before the next is tried. kube-rs
+/// waits 30 s by default, far too long when another server is ready; a reachable server
+/// answers well within this even when loaded.
+const FAILOVER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the `kubernetes` Service's endpoints are read for API servers not yet known.
+pub const DISCOVERY_PERIOD: Duration = Duration::from_secs(30);
 
 /// A kube-rs client from a kubeconfig file or, without one, the in-cluster configuration
 /// (how upstream components find the API when they run as pods).
@@ -59,26 +70,60 @@ pub async fn from_kubeconfig(path: &Path) -> Result<kube::Client> {
     let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
     let extra_servers = extra_servers(&kubeconfig).with_context(|| format!("kubeconfig {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    if extra_servers.is_empty() {
-        return Ok(kube::Client::try_from(config)?);
-    }
-    let mut urls = vec![config.cluster_url.clone()];
+    let default_namespace = config.default_namespace.clone();
+    let failover = Failover::new(config)?;
     for server in extra_servers {
         let url: http::Uri =
             server.parse().with_context(|| format!("{SERVERS_EXTENSION}: bad server URL {server:?}"))?;
-        if !urls.contains(&url) {
-            urls.push(url);
+        failover.add(url)?;
+    }
+    tracing::info!(servers = ?failover.urls(), "API servers (failover in this order)");
+    let client = kube::Client::new(failover.clone(), default_namespace);
+    tokio::spawn(discover(failover, client.clone()));
+    Ok(client)
+}
+
+/// Adds the API servers listed in `default/kubernetes`'s endpoints, every [`DISCOVERY_PERIOD`].
+async fn discover(failover: Failover, client: kube::Client) {
+    let api: kube::Api<Endpoints> = kube::Api::namespaced(client, "default");
+    loop {
+        match api.get_opt("kubernetes").await {
+            Ok(Some(endpoints)) => {
+                for url in server_urls(&endpoints) {
+                    if failover.knows(&url) {
+                        continue;
+                    }
+                    match failover.add(url.clone()) {
+                        Ok(()) => tracing::info!(server = %url, "API server discovered"),
+                        Err(e) => tracing::debug!(server = %url, error = %e, "discovered API server unusable"),
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "reading the kubernetes endpoints failed"),
+        }
+        tokio::time::sleep(DISCOVERY_PERIOD).await;
+    }
+}
+
+/// `https://<address>:<port>` for every ready address of the `kubernetes` endpoints.
+fn server_urls(endpoints: &Endpoints) -> Vec<http::Uri> {
+    let mut urls = Vec::new();
+    for subset in endpoints.subsets.iter().flatten() {
+        let port = subset.ports.iter().flatten().find(|p| p.name.as_deref().is_none_or(|n| n == "https"));
+        let Some(port) = port.map(|p| p.port) else { continue };
+        for address in subset.addresses.iter().flatten() {
+            let host = match address.ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+                Ok(v4) => v4.to_string(),
+                Err(_) => continue,
+            };
+            if let Ok(url) = format!("https://{host}:{port}").parse() {
+                urls.push(url);
+            }
         }
     }
-    let mut servers = Vec::with_capacity(urls.len());
-    for url in urls {
-        let mut server_config = config.clone();
-        server_config.cluster_url = url.clone();
-        server_config.connect_timeout = Some(FAILOVER_CONNECT_TIMEOUT);
-        servers.push(Server { url: url.to_string(), client: kube::Client::try_from(server_config)? });
-    }
-    tracing::info!(servers = ?servers.iter().map(|s| s.url.as_str()).collect::<Vec<_>>(), "API servers (failover in this order)");
-    Ok(kube::Client::new(Failover::new(servers), config.default_namespace))
+    urls
 }
 
 /// The servers the current context's cluster lists in its [`SERVERS_EXTENSION`], in order.
@@ -111,33 +156,85 @@ fn extra_servers(kubeconfig: &Kubeconfig) -> Result<Vec<String>> {
 /// One API server and the kube-rs client (auth, TLS, base URL) that talks to it.
 struct Server {
     url: String,
+    uri: http::Uri,
     client: kube::Client,
 }
 
+/// Whether two server URLs name the same server (scheme, host and port; `https://h` is
+/// `https://h:443`).
+fn same_server(a: &http::Uri, b: &http::Uri) -> bool {
+    let port = |u: &http::Uri| u.port_u16().unwrap_or(if u.scheme_str() == Some("http") { 80 } else { 443 });
+    a.scheme_str() == b.scheme_str() && a.host() == b.host() && port(a) == port(b)
+}
+
 /// Sends each request to the server that answered last; when it cannot be reached, to the
-/// next one in kubeconfig order. Watches move too: a watch stream breaks with its server, and
+/// next one in order. Watches move too: a watch stream breaks with its server, and
 /// kube-rs's watcher re-lists through this service.
 #[derive(Clone)]
 pub struct Failover {
-    servers: Arc<[Server]>,
+    /// Appended to (discovery), never shrunk: indexes stay valid.
+    servers: Arc<RwLock<Vec<Arc<Server>>>>,
     /// Index of the server in use: sticky, so a client does not spread its watches over servers.
     current: Arc<AtomicUsize>,
+    /// The kubeconfig's settings (credentials, CA), copied for every server.
+    template: Arc<kube::Config>,
 }
 
 impl Failover {
-    fn new(servers: Vec<Server>) -> Self {
-        Failover { servers: servers.into(), current: Arc::new(AtomicUsize::new(0)) }
+    /// A failover over the config's own server.
+    fn new(mut template: kube::Config) -> Result<Self> {
+        template.connect_timeout = Some(FAILOVER_CONNECT_TIMEOUT);
+        let own = template.cluster_url.clone();
+        let client = kube::Client::try_from(template.clone())?;
+        let server = Arc::new(Server { url: own.to_string(), uri: own, client });
+        Ok(Failover {
+            servers: Arc::new(RwLock::new(vec![server])),
+            current: Arc::new(AtomicUsize::new(0)),
+            template: Arc::new(template),
+        })
+    }
+
+    fn list(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Server>>> {
+        self.servers.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Server>> {
+        self.servers.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.snapshot().iter().map(|s| s.url.clone()).collect()
+    }
+
+    fn knows(&self, url: &http::Uri) -> bool {
+        self.snapshot().iter().any(|s| same_server(&s.uri, url))
+    }
+
+    /// Adds a server after the known ones (nothing when it is known already).
+    fn add(&self, url: http::Uri) -> Result<()> {
+        if self.knows(&url) {
+            return Ok(());
+        }
+        let mut config = (*self.template).clone();
+        config.cluster_url = url.clone();
+        let client = kube::Client::try_from(config)?;
+        let mut servers = self.list();
+        if !servers.iter().any(|s| same_server(&s.uri, &url)) {
+            servers.push(Arc::new(Server { url: url.to_string(), uri: url, client }));
+        }
+        Ok(())
     }
 
     async fn send(self, request: http::Request<Body>) -> Result<http::Response<Body>, kube::Error> {
         let (parts, body) = request.into_parts();
         // Bodies kube-rs builds are in memory (`try_clone` works); a streamed body is sent once.
         let mut body = Some(body);
+        let servers = self.snapshot();
         let start = self.current.load(Ordering::Relaxed);
         let mut last_error = None;
-        for attempt in 0..self.servers.len() {
-            let index = (start + attempt) % self.servers.len();
-            let server = &self.servers[index];
+        for attempt in 0..servers.len() {
+            let index = (start + attempt) % servers.len();
+            let server = &servers[index];
             let attempt_body = match body.as_ref().and_then(Body::try_clone) {
                 Some(clone) => clone,
                 None => match body.take() {
@@ -254,6 +351,29 @@ mod tests {
         assert!(error.contains("skiff.io/servers"), "{error}");
         let bad_item = "    extensions:\n    - name: skiff.io/servers\n      extension: {servers: [1]}\n";
         assert!(extra_servers(&kubeconfig(bad_item)).is_err());
+    }
+
+    #[test]
+    fn discovered_servers_come_from_the_https_port_of_every_address() {
+        let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kubernetes", "namespace": "default"},
+            "subsets": [{
+                "addresses": [{"ip": "10.0.0.1"}, {"ip": "fd00::2"}, {"ip": "not-an-ip"}],
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+            }],
+        }))
+        .unwrap();
+        let urls: Vec<String> = server_urls(&endpoints).iter().map(|u| u.to_string()).collect();
+        assert_eq!(urls, ["https://10.0.0.1:6443/", "https://[fd00::2]:6443/"]);
+        assert!(server_urls(&Endpoints::default()).is_empty());
+    }
+
+    #[test]
+    fn same_server_compares_scheme_host_and_port() {
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+        assert!(same_server(&uri("https://10.0.0.1"), &uri("https://10.0.0.1:443/")));
+        assert!(!same_server(&uri("https://10.0.0.1:6443"), &uri("https://10.0.0.1:6444")));
+        assert!(!same_server(&uri("https://10.0.0.1:6443"), &uri("https://10.0.0.2:6443")));
     }
 
     #[test]

@@ -198,3 +198,59 @@ fn the_last_server_keeps_its_address_and_stale_leases_are_replaced() {
     let replacement = Server::start(etcd.client_url(0), second, port, 1);
     replacement.wait_endpoints(&[second], "the first server's address is gone once a new server reconciles");
 }
+
+/// A component given a kubeconfig that names one server learns the others from the
+/// `kubernetes` endpoints and moves to them when its server dies.
+#[test]
+fn components_discover_the_other_servers_and_fail_over_to_them() {
+    let etcd = EtcdCluster::start(1);
+    let port = common::ports::free_ports(1)[0];
+    let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 7), Ipv4Addr::new(127, 0, 0, 8));
+    let mut a = Server::start(etcd.client_url(0), a_ip, port, 2);
+    let b = Server::start(etcd.client_url(0), b_ip, port, 2);
+    a.wait_endpoints(&[a_ip, b_ip], "both servers listed");
+
+    // The controllers know only A (its own kubeconfig).
+    let log_path = a.dir.path().join("controllers.log");
+    let controllers = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("controllers")
+        .arg("--kubeconfig")
+        .arg(a.kubeconfig())
+        .args(["--lb-pool", "172.31.253.1-172.31.253.10"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("starting skiff controllers");
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _controllers = Killed(controllers);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; controllers:\n{}", log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("the controllers to discover B", &|| log().contains("API server discovered"));
+
+    let lb_ip = |server: &Server, name: &str| {
+        let out = server.kubectl(&["get", "service", name, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"]);
+        out.status.success() && !out.stdout.is_empty()
+    };
+    let create = |server: &Server, name: &str| {
+        let out = server.kubectl(&["create", "service", "loadbalancer", name, "--tcp=80:80"]);
+        assert!(out.status.success(), "creating {name}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    create(&a, "before");
+    wait_for("an IP for the Service created through A", &|| lb_ip(&a, "before"));
+    a.kill9();
+    create(&b, "after");
+    wait_for("an IP for the Service created through B after A died", &|| lb_ip(&b, "after"));
+    assert!(log().contains("now using this server"), "no failover in the controllers' log:\n{}", log());
+}
