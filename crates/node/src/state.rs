@@ -34,6 +34,11 @@ pub struct PodRecord {
     /// Set once the network namespace is fully configured.
     pub sandbox_ready: bool,
     pub start_time: String,
+    /// The pod finished (Succeeded/Failed): its network namespace is gone and its IP free
+    /// again, as kubelet stops a finished pod's sandbox. Its directory (logs) stays until
+    /// the pod is deleted.
+    #[serde(default)]
+    pub network_released: bool,
 }
 
 /// `<data-dir>/pods/<uid>`.

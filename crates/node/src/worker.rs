@@ -45,10 +45,22 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
     let key = (pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default());
     let dir = PodDir::new(&agent.data_dir, &uid);
     let terminal = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
-    if dir.read_record().is_none() && terminal {
-        // A finished pod this agent no longer has anything of: only its deletion is left.
+    let record = dir.read_record();
+    if terminal && record.as_ref().is_none_or(|r| r.network_released) {
+        // A finished pod whose sandbox is gone: only its logs (while the directory lasts)
+        // and its deletion are left. Never set it up again (its IP may be someone else's).
+        let view = record.as_ref().map(|r| finished_view(&uid, &dir, r, &pod));
+        if let (Some(view), Ok(mut pods)) = (view, agent.pods.lock()) {
+            pods.insert(key.clone(), Arc::new(view));
+        }
         wait_for_deletion(&mut updates).await;
+        if let Ok(mut pods) = agent.pods.lock() {
+            if pods.get(&key).is_some_and(|v| v.uid == uid) {
+                pods.remove(&key);
+            }
+        }
         finish_deletion(&agent, &pod).await;
+        teardown(&agent, &dir, record.as_ref()).await;
         return;
     }
     let accepted = std::time::Instant::now();
@@ -86,12 +98,7 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
         return;
     };
     let sandbox = sandbox_spec(&record, &dir, &pod);
-    let view = PodView {
-        uid: uid.clone(),
-        dir: dir.clone(),
-        sandbox: sandbox.clone(),
-        containers: all_containers(&pod).iter().map(|c| c.name.clone()).collect(),
-    };
+    let view = finished_view(&uid, &dir, &record, &pod);
     if let Ok(mut pods) = agent.pods.lock() {
         pods.insert(key.clone(), Arc::new(view));
     }
@@ -119,6 +126,16 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
         finish_deletion(&agent, &worker.pod).await;
     }
     teardown(&agent, &dir, Some(&worker.record)).await;
+}
+
+/// What the kubelet API (logs, exec, attach) knows of a pod.
+fn finished_view(uid: &str, dir: &PodDir, record: &PodRecord, pod: &Pod) -> PodView {
+    PodView {
+        uid: uid.to_owned(),
+        dir: dir.clone(),
+        sandbox: sandbox_spec(record, dir, pod),
+        containers: all_containers(pod).iter().map(|c| c.name.clone()).collect(),
+    }
 }
 
 fn deleting(updates: &PodUpdates) -> bool {
@@ -194,6 +211,7 @@ async fn prepare(agent: &Agent, pod: &Pod, dir: &PodDir) -> Result<PodRecord> {
                 host_veth: (!host_network).then(|| names.host_veth.clone()),
                 sandbox_ready: host_network,
                 start_time,
+                network_released: false,
             }
         }
     };
@@ -362,6 +380,7 @@ impl Worker {
             if deleting(updates) {
                 break;
             }
+            self.release_network_when_finished().await;
             let refresh_at = token_refresh.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
                 _ = tokio::time::sleep_until(refresh_at), if token_refresh.is_some() => {
@@ -415,6 +434,33 @@ impl Worker {
             let _ = tokio::time::timeout(grace + Duration::from_secs(10), handle.task).await;
         }
         gone
+    }
+
+    /// Once the pod has finished (phase Succeeded or Failed, nothing will run again), its
+    /// network namespace is deleted and its IP freed, as kubelet stops a finished pod's
+    /// sandbox; the pod keeps its status (podIP included) and its logs until it is deleted.
+    async fn release_network_when_finished(&mut self) {
+        let phase = self.last_written.as_ref().and_then(|s| s.get("phase")).and_then(|p| p.as_str());
+        if !matches!(phase, Some("Succeeded" | "Failed")) || self.record.host_network || self.record.network_released {
+            return;
+        }
+        if let (Some(netns), Some(veth)) = (&self.record.netns, &self.record.host_veth) {
+            let names = SandboxNames { netns: netns.clone(), host_veth: veth.clone() };
+            if let Err(e) = NodeNetwork::delete_sandbox(&names).await {
+                tracing::warn!(netns = %netns, error = %e, "removing a finished pod's network namespace failed");
+                return;
+            }
+        }
+        // Recorded before the IP is freed: a restarted agent must never set this pod up again.
+        self.record.network_released = true;
+        if let Err(e) = self.dir.write_record(&self.record) {
+            tracing::warn!(error = %e, "recording a finished pod's released network failed");
+            return;
+        }
+        if let Err(e) = self.agent.ipam.release(&self.record.uid) {
+            tracing::warn!(error = %e, "releasing a finished pod's IP failed");
+        }
+        tracing::debug!(pod = ?self.pod.metadata.name, "finished pod: network namespace removed, IP released");
     }
 
     async fn write_status(&mut self, initialized: bool) {

@@ -220,3 +220,51 @@ fn init_containers_run_to_completion_first() {
         pod["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "Initialized").cloned());
     assert_eq!(initialized.map(|c| c["status"].clone()), Some(serde_json::json!("True")));
 }
+
+/// IP files of the agent's address allocator (`<agent data dir>/ipam/<ip>` → owner uid).
+fn allocated_ips(cluster: &Cluster) -> Vec<String> {
+    let dir = cluster.dir.path().join("agent").join("ipam");
+    let mut ips: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|name| name.parse::<std::net::Ipv4Addr>().is_ok())
+        .collect();
+    ips.sort();
+    ips
+}
+
+#[test]
+fn a_finished_pod_gives_back_its_network_and_keeps_its_logs() {
+    let mut cluster = Cluster::start();
+    cluster.apply(&sh_pod("oneshot", "echo finished-output", r#", "restartPolicy": "Never""#));
+    let pod = cluster.eventually("oneshot Succeeded", Duration::from_secs(30), || {
+        let pod = cluster.pod("oneshot")?;
+        (pod["status"]["phase"] == "Succeeded").then_some(pod)
+    });
+    let ip = pod["status"]["podIP"].as_str().unwrap_or_default().to_owned();
+    assert!(!ip.is_empty(), "a finished pod keeps its podIP in its status: {}", pod["status"]);
+    // As kubelet stops a finished pod's sandbox: the namespace goes and the address is free.
+    cluster.eventually("the finished pod's namespace removed", Duration::from_secs(20), || {
+        cluster.pod_namespaces().is_empty().then_some(())
+    });
+    cluster.eventually("the finished pod's IP released", Duration::from_secs(20), || {
+        (!allocated_ips(&cluster).contains(&ip)).then_some(())
+    });
+    assert_eq!(cluster.kubectl_ok(&["logs", "oneshot"]), "finished-output\n");
+
+    // A restarted agent does not set the finished pod up again, and still serves its logs.
+    cluster.kill_agent();
+    cluster.start_agent();
+    cluster.wait_node_ready();
+    cluster.eventually("logs of the finished pod after the restart", Duration::from_secs(30), || {
+        let out = cluster.kubectl(&["logs", "oneshot"]);
+        (String::from_utf8_lossy(&out.stdout) == "finished-output\n").then_some(())
+    });
+    assert!(cluster.pod_namespaces().is_empty(), "the finished pod got a namespace again");
+    assert!(!allocated_ips(&cluster).contains(&ip), "the finished pod took its IP again");
+
+    cluster.kubectl_ok(&["delete", "pod", "oneshot", "--wait=false"]);
+    cluster.wait_gone("oneshot", Duration::from_secs(30));
+}
