@@ -62,6 +62,15 @@ pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The payload length a frame header announces, refused above [`MAX_FRAME`].
+fn payload_len(header: &[u8; 5]) -> io::Result<usize> {
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("attach frame of {len} bytes")));
+    }
+    Ok(len)
+}
+
 /// Reads one frame from a blocking stream; `Ok(None)` at a clean end of stream.
 pub fn read_frame(stream: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
     let mut header = [0u8; 5];
@@ -70,11 +79,7 @@ pub fn read_frame(stream: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("attach frame of {len} bytes")));
-    }
-    let mut payload = vec![0u8; len];
+    let mut payload = vec![0u8; payload_len(&header)?];
     stream.read_exact(&mut payload)?;
     Ok(Some((header[0], payload)))
 }
@@ -88,11 +93,7 @@ pub async fn read_frame_async(stream: &mut (impl tokio::io::AsyncRead + Unpin)) 
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("attach frame of {len} bytes")));
-    }
-    let mut payload = vec![0u8; len];
+    let mut payload = vec![0u8; payload_len(&header)?];
     stream.read_exact(&mut payload).await?;
     Ok(Some((header[0], payload)))
 }
