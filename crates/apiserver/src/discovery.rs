@@ -63,13 +63,12 @@ pub fn serve(route: &Route, headers: &HeaderMap) -> Response<Body> {
                     "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
                     "verbs": VERBS, "shortNames": r.short_names, "categories": r.categories,
                 }));
-                for sub in r.subresources {
-                    let (group, version, kind) = sub_kind(r, *sub);
-                    let mut entry = json!({"name": format!("{}/{}", r.plural, sub.name()), "singularName": "",
-                        "namespaced": r.namespaced, "kind": kind, "verbs": SUB_VERBS});
-                    if *sub == Subresource::Scale {
-                        entry["group"] = json!(group);
-                        entry["version"] = json!(version);
+                for sub in subresources(r) {
+                    let mut entry = json!({"name": format!("{}/{}", r.plural, sub.name), "singularName": "",
+                        "namespaced": r.namespaced, "kind": sub.kind, "verbs": sub.verbs});
+                    if sub.group != r.group || sub.version != r.version {
+                        entry["group"] = json!(sub.group);
+                        entry["version"] = json!(sub.version);
                     }
                     list.push(entry);
                 }
@@ -87,12 +86,53 @@ fn not_found() -> Response<Body> {
     h::error(&skiff_api::ApiError::NotFound(skiff_api::Subject::default()))
 }
 
-/// (group, version, kind) a subresource answers with.
-fn sub_kind(r: &ResourceDef, sub: Subresource) -> (&'static str, &'static str, &'static str) {
-    match sub {
-        Subresource::Status => (r.group, r.version, r.kind),
-        Subresource::Scale => ("autoscaling", "v1", "Scale"),
+/// A subresource as discovery describes it.
+struct SubresourceDoc {
+    name: &'static str,
+    /// What it answers with.
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+}
+
+/// Every subresource of `r`: the stored views (`status`, `scale`) and the actions served by
+/// their own handlers (pod streams, binding, token requests), with upstream's kinds and verbs.
+fn subresources(r: &ResourceDef) -> Vec<SubresourceDoc> {
+    let mut docs: Vec<SubresourceDoc> = r
+        .subresources
+        .iter()
+        .map(|sub| match sub {
+            Subresource::Status => {
+                SubresourceDoc { name: "status", group: r.group, version: r.version, kind: r.kind, verbs: &SUB_VERBS }
+            }
+            Subresource::Scale => {
+                SubresourceDoc { name: "scale", group: "autoscaling", version: "v1", kind: "Scale", verbs: &SUB_VERBS }
+            }
+        })
+        .collect();
+    let action = |name, kind, verbs| SubresourceDoc { name, group: "", version: "v1", kind, verbs };
+    match (r.group, r.kind) {
+        ("", "Pod") => docs.extend([
+            action("attach", "PodAttachOptions", &["create", "get"][..]),
+            action("binding", "Binding", &["create"][..]),
+            action("exec", "PodExecOptions", &["create", "get"][..]),
+            action("log", "Pod", &["get"][..]),
+            action("portforward", "PodPortForwardOptions", &["create", "get"][..]),
+        ]),
+        ("", "ServiceAccount") => {
+            docs.push(SubresourceDoc {
+                name: "token",
+                group: "authentication.k8s.io",
+                version: "v1",
+                kind: "TokenRequest",
+                verbs: &["create"],
+            });
+        }
+        _ => {}
     }
+    docs.sort_by_key(|d| d.name);
+    docs
 }
 
 /// The named groups for the legacy `/apis` document.
@@ -117,12 +157,11 @@ fn aggregated(version: &str, core: bool) -> Response<Body> {
             .iter()
             .filter(|r| r.group == g && r.version == v)
             .map(|r| {
-                let subs: Vec<Value> = r
-                    .subresources
+                let subs: Vec<Value> = subresources(r)
                     .iter()
                     .map(|s| {
-                        let (sg, sv, sk) = sub_kind(r, *s);
-                        json!({"subresource": s.name(), "responseKind": {"group": sg, "version": sv, "kind": sk}, "verbs": SUB_VERBS})
+                        json!({"subresource": s.name, "responseKind": {"group": s.group, "version": s.version, "kind": s.kind},
+                               "verbs": s.verbs})
                     })
                     .collect();
                 let mut res = json!({

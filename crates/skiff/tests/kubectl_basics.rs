@@ -65,3 +65,29 @@ fn tls_san_adds_names_to_the_serving_certificate() {
     let s = TestServer::start_with(&["--tls-san", "api.skiff.test", "--tls-san", "192.0.2.7"]);
     assert_eq!(https_code_by_name(&s, "api.skiff.test"), "200");
 }
+
+#[test]
+fn discovery_lists_the_pod_and_service_account_subresources() {
+    let s = TestServer::start();
+    let doc: serde_json::Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "--raw", "/api/v1"])).expect("APIResourceList JSON");
+    let find = |name: &str| doc["resources"].as_array().and_then(|rs| rs.iter().find(|r| r["name"] == name).cloned());
+    for (name, kind) in [
+        ("pods/attach", "PodAttachOptions"),
+        ("pods/exec", "PodExecOptions"),
+        ("pods/portforward", "PodPortForwardOptions"),
+        ("pods/log", "Pod"),
+        ("pods/binding", "Binding"),
+        ("pods/status", "Pod"),
+    ] {
+        let entry = find(name).unwrap_or_else(|| panic!("{name} missing from /api/v1"));
+        assert_eq!(entry["kind"], kind, "{entry}");
+    }
+    let token = find("serviceaccounts/token").expect("serviceaccounts/token");
+    assert_eq!(
+        (token["group"].as_str(), token["kind"].as_str()),
+        (Some("authentication.k8s.io"), Some("TokenRequest"))
+    );
+    // kubectl still reads the aggregated form with them in it.
+    assert!(s.kubectl_ok(&["api-resources", "--api-group="]).contains("pods"));
+}
