@@ -4,6 +4,8 @@
 //! (`proxy-body-size`, for chunked uploads whose size is not announced) and an idle timeout
 //! between frames (`proxy-send-timeout` for uploads, `proxy-read-timeout` for downloads).
 //! The timer is only created while a read is pending, so a fast body costs no timer.
+//! A response body also carries the [`Lease`] of the pooled upstream connection it is read
+//! from, and gives the connection back once the body has ended.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +16,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::upstream::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -26,11 +30,21 @@ pub struct Guarded {
     overflow: Option<Arc<AtomicBool>>,
     idle: Option<Duration>,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The upstream connection this (response) body arrives on.
+    lease: Option<Lease>,
+    /// The last frame was read.
+    ended: bool,
 }
 
 impl Guarded {
     pub fn new(inner: Incoming, idle: Option<Duration>) -> Guarded {
-        Guarded { inner, limit: None, seen: 0, overflow: None, idle, timer: None }
+        Guarded { inner, limit: None, seen: 0, overflow: None, idle, timer: None, lease: None, ended: false }
+    }
+
+    /// Gives `lease` back to its pool once this body has been read to the end.
+    pub fn with_lease(mut self, lease: Option<Lease>) -> Guarded {
+        self.lease = lease;
+        self
     }
 
     /// Fails the body once more than `limit` bytes arrived, raising `flag`.
@@ -61,8 +75,18 @@ impl Body for Guarded {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                // The connection is broken: it must not be reused.
+                this.lease = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.ended = true;
+                if let Some(lease) = this.lease.take() {
+                    lease.release();
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 if let Some(idle) = this.idle {
                     let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
@@ -81,6 +105,19 @@ impl Body for Guarded {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // A body whose last byte arrived is complete even if its reader never asked for the
+        // end-of-stream frame (hyper stops at Content-Length); anything less closes the
+        // connection with the lease.
+        if let Some(lease) = self.lease.take() {
+            if self.ended || self.inner.is_end_stream() {
+                lease.release();
+            }
+        }
     }
 }
 

@@ -12,7 +12,8 @@
 //! - [`annotations`]: ingress-nginx annotations read into a per-Ingress policy.
 //! - [`proxy`]: one request, from lookup to forwarded response (headers, affinity,
 //!   redirects, limits, WebSocket bridge); [`upstream`]: pooled upstream clients.
-//! - [`tls`]: certificates by SNI from Secrets; [`server`]: listeners, `/metrics`, `/healthz`.
+//! - [`tls`]: certificates by SNI from Secrets; [`server`]: listeners, per-core data-plane
+//!   threads, `/metrics`, `/healthz`; [`framing`]: the request-smuggling guard.
 //! - [`watch`]: the control loop (kube-rs watches → compile → atomic swap via [`snapshot`],
 //!   Ingress status, warning Events).
 //!
@@ -23,6 +24,7 @@
 pub mod annotations;
 pub mod body;
 pub mod compile;
+pub mod framing;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;
@@ -76,6 +78,10 @@ pub struct Args {
     /// disconnected.
     #[arg(long, default_value_t = 60)]
     pub client_header_timeout: u64,
+    /// Threads serving traffic (each with its own runtime and upstream connection pools);
+    /// default `TOKIO_WORKER_THREADS` if set, else one per core.
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
 }
 
 fn parse_ref(flag: &str, value: &str) -> Result<(String, String)> {
@@ -116,16 +122,21 @@ pub async fn run(client: kube::Client, args: Args) -> Result<()> {
         class = %args.class,
         "ingress listening"
     );
-    let proxy = Arc::new(proxy::Proxy {
-        routes: routes.clone(),
-        upstreams: upstream::Upstreams::default(),
-        metrics: metrics.clone(),
-        https_port: https_addr.port(),
-    });
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(certs.clone())?));
     let header_timeout = Duration::from_secs(args.client_header_timeout.max(1));
-    tokio::spawn(server::serve_proxy(http, proxy.clone(), None, header_timeout));
-    tokio::spawn(server::serve_proxy(https, proxy, Some(acceptor), header_timeout));
+    let threads = args.worker_threads.unwrap_or_else(server::default_threads);
+    let (proxy_routes, proxy_metrics, https_port) = (routes.clone(), metrics.clone(), https_addr.port());
+    let data_plane = Arc::new(server::DataPlane::start(threads, header_timeout, move || proxy::Proxy {
+        routes: proxy_routes.clone(),
+        upstreams: upstream::Upstreams::default(),
+        metrics: proxy_metrics.clone(),
+        https_port,
+    })?);
+    tracing::info!(threads = data_plane.threads(), "data plane started");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(certs.clone())?));
+    let http_config = server::ListenerConfig { tls: None, local_port: http.local_addr()?.port() };
+    let https_config = server::ListenerConfig { tls: Some(acceptor), local_port: https_addr.port() };
+    tokio::spawn(server::serve_proxy(http, http_config, data_plane.clone()));
+    tokio::spawn(server::serve_proxy(https, https_config, data_plane));
     tokio::spawn(server::serve_metrics(metrics_listener, metrics.clone(), Arc::new(Synced(synced.clone()))));
     let controller = watch::Controller {
         client,

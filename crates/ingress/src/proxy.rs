@@ -1,8 +1,9 @@
 //! The request path: route lookup, annotation checks, endpoint choice, forwarding.
 //!
-//! Request framing is hyper's: a request with both Content-Length and Transfer-Encoding is
-//! read as chunked, Content-Length is dropped and the connection is closed after the response
-//! (RFC 9112 §6.1), so bytes smuggled after the chunked body are never read as a request.
+//! Request framing is hyper's, with one addition: a request with both Content-Length and
+//! Transfer-Encoding (found by [`crate::framing`]) is answered 400, and hyper closes the
+//! connection after it (RFC 9112 §6.1), so bytes smuggled after its body are never read as a
+//! request.
 //!
 //! Order of checks for a request (ingress-nginx's order where it has one): route (or built-in 404) → source allow-list (403) → permanent/temporal redirect →
 //! HTTPS redirect (308) → CORS preflight → body size (413) → canary → affinity or round
@@ -11,37 +12,63 @@
 
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
 use crate::annotations::{Affinity, BackendProtocol, Cors};
 use crate::body::{Guarded, ProxyBody};
+use crate::framing::FramingReport;
 use crate::metrics::Metrics;
 use crate::routes::{normalize_host, Backend, Canary, Route, RouteTable};
 use crate::snapshot::Snapshot;
-use crate::upstream::Upstreams;
+use crate::upstream::{self, UpstreamResponse, Upstreams};
 
 /// How many endpoints a request with a failed connect tries in total.
 const CONNECT_ATTEMPTS: usize = 3;
 
-/// The connection a request arrived on.
-#[derive(Clone, Copy, Debug)]
+/// The connection a request arrived on, with the forwarded-header values that are the same
+/// for all its requests (computed once per connection, not per request).
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
     /// The port the client connected to (`X-Forwarded-Port`).
     pub local_port: u16,
     pub tls: bool,
+    /// The client IP as a header value (`X-Forwarded-For`, `X-Real-IP`).
+    remote_ip_value: HeaderValue,
+    /// `local_port` as a header value.
+    local_port_value: HeaderValue,
+    /// Request heads with both Content-Length and Transfer-Encoding, found by the
+    /// connection's [`crate::framing::Scanned`] reader.
+    pub framing: Arc<FramingReport>,
 }
 
-/// Everything the request path needs; shared by all connections.
+impl ConnInfo {
+    pub fn new(remote: SocketAddr, local_port: u16, tls: bool) -> ConnInfo {
+        let remote_ip_value =
+            HeaderValue::from_str(&remote.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ConnInfo {
+            remote,
+            local_port,
+            tls,
+            remote_ip_value,
+            local_port_value: HeaderValue::from(local_port),
+            framing: Arc::default(),
+        }
+    }
+}
+
+/// Everything the request path needs. Each data-plane thread has its own (with its own
+/// upstream pools); routes and metrics are shared.
 pub struct Proxy {
     pub routes: Arc<Snapshot<RouteTable>>,
     pub upstreams: Upstreams,
@@ -64,25 +91,34 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 
 impl Proxy {
     /// Answers one request; never fails (errors become 4xx/5xx responses).
-    pub async fn handle(&self, conn: ConnInfo, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+        if conn.framing.next_request_conflicts() {
+            // Content-Length with Transfer-Encoding: a request-smuggling attempt. hyper closes
+            // the connection after this response.
+            self.metrics.unrouted.record(400);
+            let mut resp = local(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(resp);
+        }
         let routes = self.routes.load();
-        let host_raw = request_host(&req);
-        let host = normalize_host(&host_raw);
+        let host_value = request_host(&req);
+        let host_raw = host_value.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = normalize_host(host_raw);
         let Some(route) = routes.find(&host, req.uri().path()) else {
             self.metrics.unrouted.record(404);
             return Ok(local(StatusCode::NOT_FOUND, "default backend - 404\n"));
         };
-        let response = self.handle_routed(conn, req, route, &host_raw, &host).await;
+        let response = self.handle_routed(conn, req, route, host_value.as_ref(), &host).await;
         route.counters.record(response.status().as_u16());
         Ok(response)
     }
 
     async fn handle_routed(
         &self,
-        conn: ConnInfo,
+        conn: &ConnInfo,
         mut req: Request<Incoming>,
         route: &Route,
-        host_raw: &str,
+        host_value: Option<&HeaderValue>,
         host: &str,
     ) -> Response<ProxyBody> {
         let policy = &*route.policy;
@@ -125,13 +161,15 @@ impl Proxy {
             return local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n");
         };
         let upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
-        let path = route.upstream_path(req.uri().path());
-        let (parts, body) = req.into_parts();
+        let rewritten = route.upstream_path(req.uri().path());
+        let (mut parts, body) = req.into_parts();
         // Raised by the body guard when a chunked upload passes proxy-body-size (→ 413).
         let overflow = (!body.is_end_stream() && policy.body_limit.is_some()).then(|| Arc::new(AtomicBool::new(false)));
-        // Only bodiless idempotent requests are retried, and only when there is another endpoint
-        // to try (the headers are kept for the retry, which costs a copy).
+        // Only bodiless idempotent requests move to another endpoint after a failed connect.
+        // Plain-HTTP requests come back unsent from a failed connect; for the other protocols
+        // the head is copied up front (only when there is another endpoint to try).
         let retryable = body.is_end_stream() && is_idempotent(&parts.method) && backend.endpoints.len() > 1;
+        let keep_copy = retryable && route.protocol != BackendProtocol::Http;
         let body = if body.is_end_stream() {
             ProxyBody::Empty
         } else {
@@ -141,18 +179,10 @@ impl Proxy {
                 _ => guarded,
             })
         };
-        let path_and_query = match (&path, parts.uri.query()) {
-            (Some(p), Some(q)) => format!("{p}?{q}"),
-            (Some(p), None) => p.clone(),
-            (None, _) => parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        let Some(path_and_query) = upstream_path_and_query(&parts.uri, rewritten) else {
+            return local(StatusCode::BAD_REQUEST, "400 Bad Request\n");
         };
-        let mut headers = parts.headers;
-        forward_headers(&mut headers, conn, host_raw, upgrade.is_some());
-        let client = self.upstreams.client(route.protocol, policy.connect_timeout);
-        let scheme = match route.protocol {
-            BackendProtocol::Http | BackendProtocol::Grpc => "http",
-            BackendProtocol::Https | BackendProtocol::Grpcs => "https",
-        };
+        forward_headers(&mut parts.headers, conn, host_value, upgrade.is_some());
         let version = match route.protocol {
             BackendProtocol::Grpc | BackendProtocol::Grpcs => Version::HTTP_2,
             _ => Version::HTTP_11,
@@ -161,31 +191,48 @@ impl Proxy {
         if policy.ewma {
             backend.start(endpoint);
         }
+        let copy = keep_copy.then(|| (parts.method.clone(), parts.headers.clone()));
+        parts.version = version;
+        // hyper's per-request extensions of the client side do not travel upstream.
+        parts.extensions.clear();
+        let mut upstream_req = Request::from_parts(parts, body);
         // proxy-read-timeout bounds the wait for the response head. The connect has its own
-        // (shorter by default) limit in the connector.
+        // (shorter by default) limit.
         let deadline = policy.read_timeout;
-        let mut body = Some(body);
         let mut target = endpoint;
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let Ok(uri) = format!("{scheme}://{target}{path_and_query}").parse::<http::Uri>() else {
+            // Plain HTTP/1.1 upstreams take the origin-form path; hyper-util's client needs
+            // the endpoint in the URI.
+            let uri = if route.protocol == BackendProtocol::Http {
+                Some(Uri::from(path_and_query.clone()))
+            } else {
+                upstream::absolute_uri(route.protocol, target, path_and_query.as_str())
+            };
+            let Some(uri) = uri else {
                 return local(StatusCode::BAD_REQUEST, "400 Bad Request\n");
             };
-            let mut upstream_req = Request::new(body.take().unwrap_or(ProxyBody::Empty));
-            *upstream_req.method_mut() = parts.method.clone();
             *upstream_req.uri_mut() = uri;
-            *upstream_req.version_mut() = version;
-            *upstream_req.headers_mut() = if retryable { headers.clone() } else { std::mem::take(&mut headers) };
-            match tokio::time::timeout(deadline, client.request(upstream_req)).await {
-                Ok(Err(e)) if e.is_connect() && retryable && attempt < CONNECT_ATTEMPTS => {
-                    match backend.after(endpoint, attempt) {
-                        Some(next) => {
+            let sent = self.upstreams.send(route.protocol, target, upstream_req, policy.connect_timeout);
+            match tokio::time::timeout(deadline, sent).await {
+                Ok(Err(mut e)) if e.is_connect() && retryable && attempt < CONNECT_ATTEMPTS => {
+                    let unsent = e.take_request().or_else(|| {
+                        let (method, headers) = copy.as_ref()?;
+                        let mut again = Request::new(ProxyBody::Empty);
+                        *again.method_mut() = method.clone();
+                        *again.version_mut() = version;
+                        *again.headers_mut() = headers.clone();
+                        Some(again)
+                    });
+                    match (unsent, backend.after(endpoint, attempt)) {
+                        (Some(unsent), Some(next)) => {
                             tracing::debug!(failed = %target, next = %next, error = %e, "connect failed; retrying");
                             self.metrics.connect_retries.fetch_add(1, Ordering::Relaxed);
                             target = next;
+                            upstream_req = unsent;
                         }
-                        None => break Ok(Err(e)),
+                        _ => break Ok(Err(e)),
                     }
                 }
                 other => break other,
@@ -200,7 +247,7 @@ impl Proxy {
             };
             backend.finish(endpoint, u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
         }
-        let mut resp = match result {
+        let UpstreamResponse { response: mut resp, lease } = match result {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 self.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
@@ -235,18 +282,31 @@ impl Proxy {
         if let Some(cors) = &policy.cors {
             add_cors(&mut parts.headers, cors, origin.as_ref(), false);
         }
-        let body =
-            if switching { ProxyBody::Empty } else { ProxyBody::Stream(Guarded::new(body, Some(policy.read_timeout))) };
+        let body = if switching {
+            ProxyBody::Empty
+        } else {
+            ProxyBody::Stream(Guarded::new(body, Some(policy.read_timeout)).with_lease(lease))
+        };
         Response::from_parts(parts, body)
     }
 }
 
-/// The Host the client asked for: the Host header, or the `:authority` of an HTTP/2 request.
-fn request_host(req: &Request<Incoming>) -> String {
-    if let Some(host) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) {
-        return host.to_owned();
+/// The path and query sent upstream: the rewritten path (with the original query), or the
+/// request's own, shared rather than copied.
+fn upstream_path_and_query(uri: &Uri, rewritten: Option<String>) -> Option<PathAndQuery> {
+    match (rewritten, uri.query()) {
+        (Some(path), Some(query)) => PathAndQuery::try_from(format!("{path}?{query}")).ok(),
+        (Some(path), None) => PathAndQuery::try_from(path).ok(),
+        (None, _) => Some(uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))),
     }
-    req.uri().authority().map(|a| a.as_str().to_owned()).unwrap_or_default()
+}
+
+/// The Host the client asked for: the Host header, or the `:authority` of an HTTP/2 request.
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if let Some(host) = req.headers().get(header::HOST) {
+        return Some(host.clone());
+    }
+    req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
@@ -379,70 +439,116 @@ fn set_cookie(affinity: &Affinity, endpoint: SocketAddr, route_path: &str) -> St
 /// Rewrites request headers for the upstream as ingress-nginx does (incoming
 /// `X-Forwarded-*` are not trusted: they are replaced, the old XFF kept as
 /// `X-Original-Forwarded-For`).
-fn forward_headers(headers: &mut HeaderMap, conn: ConnInfo, host_raw: &str, upgrade: bool) {
+fn forward_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&HeaderValue>, upgrade: bool) {
     let upgrade_value = if upgrade { headers.get(header::UPGRADE).cloned() } else { None };
     strip_hop_by_hop(headers, false);
+    // Room for the headers added below at once, instead of growing the map several times.
+    headers.reserve(9);
     if let Some(value) = upgrade_value {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, value);
     }
-    headers.remove(&PROXY);
-    if !headers.contains_key(header::HOST) {
-        if let Ok(value) = HeaderValue::from_str(host_raw) {
-            headers.insert(header::HOST, value);
+    if let Some(host) = host {
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, host.clone());
         }
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
-    let remote = HeaderValue::from(IpHeader(conn.remote.ip()));
-    if let Some(original) = headers.remove(&X_FORWARDED_FOR) {
+    if let Some(original) = headers.insert(X_FORWARDED_FOR.clone(), conn.remote_ip_value.clone()) {
         headers.insert(X_ORIGINAL_FORWARDED_FOR.clone(), original);
     }
-    headers.insert(X_FORWARDED_FOR.clone(), remote.clone());
-    headers.insert(X_REAL_IP.clone(), remote);
-    if let Ok(value) = HeaderValue::from_str(host_raw) {
-        headers.insert(X_FORWARDED_HOST.clone(), value);
-    }
-    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(conn.local_port));
+    headers.insert(X_REAL_IP.clone(), conn.remote_ip_value.clone());
+    headers.insert(X_FORWARDED_PORT.clone(), conn.local_port_value.clone());
     let scheme = HeaderValue::from_static(if conn.tls { "https" } else { "http" });
     headers.insert(X_FORWARDED_PROTO.clone(), scheme.clone());
     headers.insert(X_SCHEME.clone(), scheme);
-    if !headers.contains_key(&X_REQUEST_ID) {
-        let id = format!("{:032x}", rand::random::<u128>());
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            headers.insert(X_REQUEST_ID.clone(), value);
-        }
+    if let header::Entry::Vacant(entry) = headers.entry(&X_REQUEST_ID) {
+        entry.insert(request_id());
     }
 }
 
-struct IpHeader(IpAddr);
+/// A new request ID: 16 random bytes in lowercase hex, like ingress-nginx's `$req_id`.
+fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random: u128 = rand::random();
+    let mut text = [0u8; 32];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[((random >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
 
-impl From<IpHeader> for HeaderValue {
-    fn from(ip: IpHeader) -> HeaderValue {
-        HeaderValue::from_str(&ip.0.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+/// Connection-scoped headers (and `Proxy`, for httpoxy), as bits of a presence mask.
+const HOP_CONNECTION: u8 = 1;
+const HOP_UPGRADE: u8 = 1 << 1;
+const HOP_TRANSFER_ENCODING: u8 = 1 << 2;
+const HOP_TRAILER: u8 = 1 << 3;
+const HOP_TE: u8 = 1 << 4;
+const HOP_KEEP_ALIVE: u8 = 1 << 5;
+const HOP_PROXY_CONNECTION: u8 = 1 << 6;
+const HOP_PROXY: u8 = 1 << 7;
+
+fn hop_bit(name: &HeaderName) -> u8 {
+    if name == header::CONNECTION {
+        HOP_CONNECTION
+    } else if name == header::UPGRADE {
+        HOP_UPGRADE
+    } else if name == header::TRANSFER_ENCODING {
+        HOP_TRANSFER_ENCODING
+    } else if name == header::TRAILER {
+        HOP_TRAILER
+    } else if name == header::TE {
+        HOP_TE
+    } else if name == KEEP_ALIVE {
+        HOP_KEEP_ALIVE
+    } else if name == PROXY_CONNECTION {
+        HOP_PROXY_CONNECTION
+    } else if name == PROXY {
+        HOP_PROXY
+    } else {
+        0
     }
 }
 
-/// Removes connection-scoped headers (and those the Connection header names). `TE:
-/// trailers` survives (gRPC needs it); on a 101 response Upgrade/Connection are kept.
+/// Removes connection-scoped headers (and those the Connection header names), and `Proxy`
+/// (httpoxy). `TE: trailers` survives (gRPC needs it); on a 101 response Upgrade/Connection
+/// are kept.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if !keep_upgrade {
+    // One pass over the names finds which are present; only those are looked up again.
+    let present = headers.keys().fold(0u8, |mask, name| mask | hop_bit(name));
+    if present == 0 {
+        return;
+    }
+    if !keep_upgrade && present & HOP_CONNECTION != 0 {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            // The usual tokens name nothing that could be present besides what goes anyway.
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::TRAILER);
-    if headers.get(header::TE).is_some_and(|v| v != "trailers") {
+    let always = [
+        (HOP_PROXY, &PROXY),
+        (HOP_KEEP_ALIVE, &KEEP_ALIVE),
+        (HOP_PROXY_CONNECTION, &PROXY_CONNECTION),
+        (HOP_TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
+        (HOP_TRAILER, &header::TRAILER),
+    ];
+    let upgrade_pair = [(HOP_CONNECTION, &header::CONNECTION), (HOP_UPGRADE, &header::UPGRADE)];
+    let removed = always.iter().chain(if keep_upgrade { &[][..] } else { &upgrade_pair[..] });
+    for (bit, name) in removed {
+        if present & bit != 0 {
+            headers.remove(*name);
+        }
+    }
+    if present & HOP_TE != 0 && headers.get(header::TE).is_some_and(|v| v != "trailers") {
         headers.remove(header::TE);
     }
 }
@@ -525,8 +631,8 @@ mod tests {
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
         h.insert("x-secret", HeaderValue::from_static("s"));
         h.insert(PROXY.clone(), HeaderValue::from_static("http://evil"));
-        let conn = ConnInfo { remote: "10.1.1.1:5555".parse().expect("addr"), local_port: 80, tls: false };
-        forward_headers(&mut h, conn, "myhost:80", false);
+        let conn = ConnInfo::new("10.1.1.1:5555".parse().expect("addr"), 80, false);
+        forward_headers(&mut h, &conn, Some(&HeaderValue::from_static("myhost:80")), false);
         assert_eq!(h[&X_FORWARDED_FOR], "10.1.1.1");
         assert_eq!(h[&X_ORIGINAL_FORWARDED_FOR], "1.2.3.4");
         assert_eq!(h[&X_REAL_IP], "10.1.1.1");
@@ -536,6 +642,35 @@ mod tests {
         assert_eq!(h[header::HOST], "myhost:80");
         assert_eq!(h[&X_REQUEST_ID].len(), 32);
         assert!(!h.contains_key("x-secret") && !h.contains_key(header::CONNECTION) && !h.contains_key(&PROXY));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_except_te_trailers_and_upgrades() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(KEEP_ALIVE.clone(), HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["te", "content-length"]);
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key(header::TE));
+        // A 101 keeps what the upgrade needs.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        strip_hop_by_hop(&mut h, true);
+        assert!(h.contains_key(header::CONNECTION) && h.contains_key(header::UPGRADE));
+        assert!(!h.contains_key(header::TRANSFER_ENCODING));
+    }
+
+    #[test]
+    fn request_ids_are_32_hex_digits() {
+        let (a, b) = (request_id(), request_id());
+        assert_ne!(a, b);
+        assert!(a.to_str().is_ok_and(|s| s.len() == 32 && s.bytes().all(|c| c.is_ascii_hexdigit())), "{a:?}");
     }
 
     #[test]

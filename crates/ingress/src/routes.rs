@@ -6,6 +6,7 @@
 //! then a one-label wildcard, then the host-less rules), then path (the host's matchers in
 //! precedence order, first match wins), then the host's default backend, then the global one.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -236,8 +237,9 @@ impl RouteTable {
 }
 
 /// Lowercases a Host header value and strips its port and a trailing dot
-/// (`Foo.Bar.com:8080` → `foo.bar.com`, `[::1]:80` → `[::1]`).
-pub fn normalize_host(host: &str) -> String {
+/// (`Foo.Bar.com:8080` → `foo.bar.com`, `[::1]:80` → `[::1]`). Borrows when the name is
+/// already lowercase (the usual case), so the lookup allocates nothing.
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
     let without_port = if let Some(rest) = host.strip_prefix('[') {
         match rest.find(']') {
             Some(end) => &host[..end + 2],
@@ -246,7 +248,12 @@ pub fn normalize_host(host: &str) -> String {
     } else {
         host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let name = without_port.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 #[cfg(test)]

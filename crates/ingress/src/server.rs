@@ -1,13 +1,20 @@
 //! Listeners: plain HTTP, HTTPS (TLS by SNI), and the metrics/health endpoint.
 //!
-//! Each accepted connection gets a task serving HTTP/1.1 or HTTP/2 (by ALPN on TLS, by the
-//! h2 preface on plain TCP) with upgrades enabled. hyper answers malformed requests with
-//! 400 and oversized request heads with 431 itself; a client that does not finish its
-//! request head within `header_timeout` is disconnected, as is a TLS handshake that takes
-//! longer than that.
+//! The data plane is a set of threads ([`DataPlane`]), one per core by default, each running
+//! a single-threaded tokio runtime. An accept loop hands every accepted connection to the next
+//! thread in turn, and everything about that connection — TLS, HTTP parsing, the proxy, its
+//! upstream connections (each thread has its own pool) — then stays on that thread: no
+//! cross-thread wakeups and no shared pool on the request path. The control plane (watches,
+//! metrics) runs on the process's main runtime.
+//!
+//! Each connection is served as HTTP/1.1 or HTTP/2 (by ALPN on TLS, by the h2 preface on
+//! plain TCP) with upgrades enabled. hyper answers malformed requests with 400 and oversized
+//! request heads with 431 itself; a client that does not finish its request head within
+//! `header_timeout` is disconnected, as is a TLS handshake that takes longer than that.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +26,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
+use crate::framing::Scanned;
 use crate::metrics::Metrics;
 use crate::proxy::{ConnInfo, Proxy};
 
@@ -39,9 +48,80 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into())?)
 }
 
-/// Serves the proxy on `listener` until the task is dropped.
-pub async fn serve_proxy(listener: TcpListener, proxy: Arc<Proxy>, tls: Option<TlsAcceptor>, header_timeout: Duration) {
-    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+/// How connections of one listener are served.
+pub struct ListenerConfig {
+    /// TLS termination, for the HTTPS listener.
+    pub tls: Option<TlsAcceptor>,
+    /// The listener's port (`X-Forwarded-Port`).
+    pub local_port: u16,
+}
+
+/// An accepted connection on its way to a data-plane thread.
+struct Handoff {
+    stream: std::net::TcpStream,
+    remote: SocketAddr,
+    listener: Arc<ListenerConfig>,
+}
+
+/// The data-plane threads and the round-robin hand-off to them.
+pub struct DataPlane {
+    workers: Vec<mpsc::UnboundedSender<Handoff>>,
+    next: AtomicUsize,
+}
+
+impl DataPlane {
+    /// Starts `threads` data-plane threads; `make_proxy` builds each thread's [`Proxy`] (on
+    /// that thread, so its upstream pools belong to it). `header_timeout` limits the request
+    /// head and the TLS handshake.
+    pub fn start(
+        threads: usize,
+        header_timeout: Duration,
+        make_proxy: impl Fn() -> Proxy + Send + Sync + 'static,
+    ) -> Result<DataPlane> {
+        let make_proxy = Arc::new(make_proxy);
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let make_proxy = make_proxy.clone();
+            std::thread::Builder::new()
+                .name(format!("ingress-{i}"))
+                .spawn(move || runtime.block_on(worker(rx, Arc::new(make_proxy()), header_timeout)))?;
+            workers.push(tx);
+        }
+        Ok(DataPlane { workers, next: AtomicUsize::new(0) })
+    }
+
+    /// Number of data-plane threads.
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Hands `stream` to the next thread (skipping one that is gone).
+    fn dispatch(&self, mut handoff: Handoff) {
+        for _ in 0..self.workers.len() {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+            match self.workers[i].send(handoff) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => handoff = back,
+            }
+        }
+        tracing::error!(remote = %handoff.remote, "no data-plane thread left; connection dropped");
+    }
+}
+
+/// The number of data-plane threads when not configured: `TOKIO_WORKER_THREADS` if set (as
+/// for tokio's own runtime), else one per core.
+pub fn default_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// One data-plane thread: serves every connection handed to it until the hand-off ends.
+async fn worker(mut rx: mpsc::UnboundedReceiver<Handoff>, proxy: Arc<Proxy>, header_timeout: Duration) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -51,6 +131,57 @@ pub async fn serve_proxy(listener: TcpListener, proxy: Arc<Proxy>, tls: Option<T
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     let builder = Arc::new(builder);
+    while let Some(Handoff { stream, remote, listener }) = rx.recv().await {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "could not register an accepted connection");
+                continue;
+            }
+        };
+        let (builder, proxy) = (builder.clone(), proxy.clone());
+        tokio::spawn(serve_accepted(stream, remote, listener, builder, proxy, header_timeout));
+    }
+}
+
+async fn serve_accepted(
+    stream: TcpStream,
+    remote: SocketAddr,
+    listener: Arc<ListenerConfig>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    proxy: Arc<Proxy>,
+    header_timeout: Duration,
+) {
+    let info = Arc::new(ConnInfo::new(remote, listener.local_port, listener.tls.is_some()));
+    let framing = info.framing.clone();
+    match &listener.tls {
+        // The scanner stops by itself at an HTTP/2 preface.
+        None => serve_connection(&builder, TokioIo::new(Scanned::new(stream, framing)), proxy, info).await,
+        Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => {
+                let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                let mut scanned = Scanned::new(tls_stream, framing);
+                if h2 {
+                    scanned.stop();
+                }
+                serve_connection(&builder, TokioIo::new(scanned), proxy, info).await
+            }
+            Ok(Err(e)) => {
+                proxy.metrics.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                proxy.metrics.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%remote, "TLS handshake timed out");
+            }
+        },
+    }
+}
+
+/// Accepts connections on `listener` and hands them to the data plane, until the task is
+/// dropped.
+pub async fn serve_proxy(listener: TcpListener, config: ListenerConfig, data_plane: Arc<DataPlane>) {
+    let config = Arc::new(config);
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -62,39 +193,29 @@ pub async fn serve_proxy(listener: TcpListener, proxy: Arc<Proxy>, tls: Option<T
             }
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let builder = builder.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let info = ConnInfo { remote, local_port, tls: tls.is_some() };
-            match tls {
-                None => serve_connection(&builder, TokioIo::new(stream), proxy, info).await,
-                Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => serve_connection(&builder, TokioIo::new(tls_stream), proxy, info).await,
-                    Ok(Err(e)) => {
-                        proxy.metrics.tls_handshake_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                    }
-                    Err(_) => {
-                        proxy.metrics.tls_handshake_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                    }
-                },
-            }
-        });
+        match stream.into_std() {
+            Ok(stream) => data_plane.dispatch(Handoff { stream, remote, listener: config.clone() }),
+            Err(e) => tracing::warn!(%remote, error = %e, "could not hand over an accepted connection"),
+        }
     }
 }
 
-async fn serve_connection<I>(builder: &auto::Builder<TokioExecutor>, io: TokioIo<I>, proxy: Arc<Proxy>, info: ConnInfo)
-where
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: TokioIo<I>,
+    proxy: Arc<Proxy>,
+    info: Arc<ConnInfo>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let remote = info.remote;
     let service = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
-        async move { proxy.handle(info, req).await }
+        let info = info.clone();
+        async move { proxy.handle(&info, req).await }
     });
     if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
-        tracing::debug!(remote = %info.remote, error = %e, "connection ended with an error");
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
     }
 }
 

@@ -324,6 +324,24 @@ impl IngressProcess {
     pub fn metrics_text(&self) -> String {
         curl(&["-s", &format!("http://{}/metrics", self.metrics)]).1
     }
+
+    /// Sends raw bytes over TLS (SNI `sni`, HTTP/1.1 by ALPN) with `openssl s_client` and
+    /// returns everything the ingress answers until it closes the connection (or 15 s pass).
+    pub fn tls_raw(&self, sni: &str, request: &[u8]) -> String {
+        let mut child = Command::new("timeout")
+            .args(["15", "openssl", "s_client", "-quiet", "-alpn", "http/1.1", "-servername", sni, "-connect"])
+            .arg(self.https.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_client");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(request);
+        }
+        let out = child.wait_with_output().expect("openssl s_client output");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 impl Drop for IngressProcess {
