@@ -254,7 +254,7 @@ impl Answerer {
         let mut r = ResponseBuilder::new(buf, query, limit, self.config.max_udp);
         r.set_authoritative(true);
         for tail in entry.records(query.qtype) {
-            r.push(Section::Answer, Owner::Question, tail);
+            r.push_stored(Section::Answer, Owner::Question, entry.name(), tail);
         }
         let code = r.rcode();
         r.finish();
@@ -310,7 +310,7 @@ impl Answerer {
         qtype: u16,
         name: &[u8],
         owner: Owner<'_>,
-        entry: &NameEntry,
+        entry: NameEntry<'_>,
     ) -> Option<UpstreamKind> {
         let apex = self.config.records.zone.wire();
         if qtype != rtype::CNAME && qtype != rtype::ANY {
@@ -329,7 +329,7 @@ impl Answerer {
             0
         };
         for tail in entry.records(qtype).skip(start).chain(entry.records(qtype).take(start)) {
-            r.push(Section::Answer, owner, tail);
+            r.push_stored(Section::Answer, owner, entry.name(), tail);
         }
         if r.count(Section::Answer) == 0 {
             self.push_soa(zone, r, Section::Authority);
@@ -356,7 +356,7 @@ impl Answerer {
         r: &mut ResponseBuilder<'_>,
         qtype: u16,
         owner: Owner<'_>,
-        entry: &NameEntry,
+        entry: NameEntry<'_>,
         first_target: &[u8],
     ) -> Option<UpstreamKind> {
         let apex = self.config.records.zone.wire();
@@ -392,7 +392,7 @@ impl Answerer {
                 }
                 None => {
                     for tail in next.records(qtype) {
-                        r.push(Section::Answer, Owner::Name(&target), tail);
+                        r.push_stored(Section::Answer, Owner::Name(&target), &target, tail);
                     }
                     return None;
                 }
@@ -531,20 +531,22 @@ fn raw_record(owner: Owner<'_>, tail: &[u8]) -> Vec<u8> {
 /// The additional section of an SRV answer: each target's addresses, read from the
 /// target's own entry (SRV targets are Service or endpoint names in the table), once per
 /// target, until the response is full.
-fn push_srv_glue(zone: &Zone, r: &mut ResponseBuilder<'_>, entry: &NameEntry) {
-    let mut glued: HashSet<&[u8]> = HashSet::new();
+fn push_srv_glue(zone: &Zone, r: &mut ResponseBuilder<'_>, entry: NameEntry<'_>) {
+    let mut glued: HashSet<Vec<u8>> = HashSet::new();
     for tail in entry.records(rtype::SRV) {
         // The tail's 10 bytes of type/class/TTL/length, then priority, weight and port.
-        let Some(target) = tail.get(16..) else { continue };
-        if !glued.insert(target) {
+        let Some(stored) = tail.get(16..) else { continue };
+        let target = wire::expand_name(entry.name(), stored);
+        let Some(addresses) = zone.get(&target) else { continue };
+        if glued.contains(&target) {
             continue;
         }
-        let Some(addresses) = zone.get(target) else { continue };
         for address in addresses.records(rtype::A).chain(addresses.records(rtype::AAAA)) {
-            if !r.push(Section::Additional, Owner::Name(target), address) {
+            if !r.push(Section::Additional, Owner::Name(&target), address) {
                 return;
             }
         }
+        glued.insert(target);
     }
 }
 

@@ -1,12 +1,13 @@
 //! The dns.md §1 checklist fixture, fed through the real [`ZoneFeeder`]: shared by the unit
 //! tests, the integration tests and the fuzz target (`fuzz/`), which also uses
-//! [`check_packet`] to state what must hold for any input.
+//! [`check_packet`] to state what must hold for any input, and [`seed_queries`] to start from
+//! queries that reach every kind of answer.
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::answer::{AnswerConfig, Answerer, Outcome, PodsMode, Transport};
+use crate::answer::{AnswerConfig, Answerer, Outcome, PodsMode, Transport, UpstreamJob, UpstreamKind};
 use crate::feed::ZoneFeeder;
 use crate::name::Name;
 use crate::records::RecordConfig;
@@ -88,18 +89,172 @@ pub fn query(name: &str, qtype: u16) -> Vec<u8> {
     p
 }
 
+/// A pod of `testns` in the fixture (an endpoint `targetRef` of hdls1).
+const KNOWN_POD: [u8; 4] = [172, 0, 0, 3];
+/// An address no endpoint names.
+const UNKNOWN_CLIENT: [u8; 4] = [10, 244, 0, 9];
+
 /// Answers an arbitrary packet over UDP and TCP and checks what must hold for any input:
-/// no panic, responses within the transport's size limit, every response at least a
-/// header whose ID echoes the query's.
+/// no panic; every response within the transport's size limit, echoing the query's ID and
+/// well-formed (header counts match the records, every name and RDATA inside the message,
+/// compression pointers pointing backwards); answers to a readable query echo its question;
+/// work handed to the upstream path carries a query that reads back the same. The low bit of
+/// the query ID picks the client: a pod the table knows (172.0.0.3 in `testns`, which turns
+/// on search-path completion) or an unknown address.
 pub fn check_packet(answerer: &Answerer, packet: &[u8]) {
     let mut buf = Vec::new();
+    let parsed = crate::wire::parse_query(packet).ok();
+    let known_pod = packet.get(1).is_some_and(|id_low| id_low & 1 == 1);
+    let client = if known_pod { KNOWN_POD } else { UNKNOWN_CLIENT };
     for (transport, limit) in [(Transport::Udp, usize::from(answerer.config.max_udp)), (Transport::Tcp, 65_535)] {
-        if let Outcome::Reply { .. } = answerer.answer(packet, "10.244.0.9".parse().expect("ip"), transport, &mut buf) {
-            assert!(buf.len() >= crate::wire::HEADER_LEN, "response shorter than a header");
-            assert!(buf.len() <= limit.max(crate::wire::CLASSIC_UDP_LIMIT), "response over the limit");
-            assert_eq!(buf[..2], packet[..2], "ID not echoed");
+        match answerer.answer(packet, client.into(), transport, &mut buf) {
+            Outcome::Reply { .. } => {
+                assert!(buf.len() >= crate::wire::HEADER_LEN, "response shorter than a header");
+                assert!(buf.len() <= limit.max(crate::wire::CLASSIC_UDP_LIMIT), "response over the limit");
+                assert_eq!(buf[..2], packet[..2], "ID not echoed");
+                assert_eq!(buf[2] & 0x80, 0x80, "QR not set");
+                if let Err(problem) = check_message(&buf) {
+                    panic!("malformed response ({problem}): {buf:02x?}");
+                }
+                if let Some(query) = &parsed {
+                    let question = buf.get(crate::wire::HEADER_LEN..crate::wire::HEADER_LEN + query.question().len());
+                    assert_eq!(question, Some(query.question()), "question not echoed");
+                }
+            }
+            Outcome::Upstream(job) => check_upstream_job(&job),
+            Outcome::Drop => {}
         }
     }
+}
+
+/// The upstream path rebuilds the client's query from the job; it must read back as the
+/// same question, and any ready-made response in the job must be well-formed.
+fn check_upstream_job(job: &UpstreamJob) {
+    let packet = job.query.as_packet();
+    let Ok(again) = crate::wire::parse_query(&packet) else { panic!("upstream job query does not parse: {job:?}") };
+    assert_eq!(again.question(), job.query.question.as_slice(), "upstream job question changed");
+    if let UpstreamKind::Resolve { prefix, fallback, .. } = &job.kind {
+        for record in prefix {
+            // Prefix records may point at the question (offset 12), as in the final response.
+            let mut message = packet.clone();
+            message.truncate(crate::wire::HEADER_LEN + job.query.question.len());
+            message[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+            message.extend_from_slice(record);
+            if let Err(problem) = check_message(&message) {
+                panic!("malformed upstream prefix record ({problem}): {record:02x?}");
+            }
+        }
+        if let Some(fallback) = fallback {
+            if let Err(problem) = check_message(fallback) {
+                panic!("malformed fallback response ({problem}): {fallback:02x?}");
+            }
+        }
+    }
+}
+
+/// Walks a whole DNS message: the question and every record the header counts announce
+/// must lie exactly within `message`.
+pub fn check_message(message: &[u8]) -> Result<(), &'static str> {
+    let count = |at: usize| message.get(at..at + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    let (Some(qd), Some(an), Some(ns), Some(ar)) = (count(4), count(6), count(8), count(10)) else {
+        return Err("short header");
+    };
+    let mut at = crate::wire::HEADER_LEN;
+    for _ in 0..qd {
+        at = skip_name(message, at)?;
+        at = at.checked_add(4).filter(|end| *end <= message.len()).ok_or("question past the end")?;
+    }
+    for _ in 0..an + ns + ar {
+        at = skip_name(message, at)?;
+        let rdlen = count(at + 8).ok_or("record header past the end")?;
+        at += 10;
+        at = at.checked_add(rdlen).filter(|end| *end <= message.len()).ok_or("RDATA past the end")?;
+    }
+    if at != message.len() {
+        return Err("bytes after the last record");
+    }
+    Ok(())
+}
+
+/// Offset after the name at `at`; pointers must point backwards to names that are
+/// themselves well-formed.
+fn skip_name(message: &[u8], start: usize) -> Result<usize, &'static str> {
+    let mut at = start;
+    let mut end = None;
+    let mut length = 0usize;
+    loop {
+        let len = *message.get(at).ok_or("name past the end")?;
+        match len {
+            0 => return Ok(end.unwrap_or(at + 1)),
+            1..=63 => {
+                length += usize::from(len) + 1;
+                if length > crate::name::MAX_NAME_LEN {
+                    return Err("name too long");
+                }
+                at += 1 + usize::from(len);
+            }
+            0xc0..=0xff => {
+                let low = *message.get(at + 1).ok_or("pointer past the end")?;
+                let target = (usize::from(len & 0x3f) << 8) | usize::from(low);
+                if target >= at {
+                    return Err("pointer not backwards");
+                }
+                end.get_or_insert(at + 2);
+                at = target;
+            }
+            _ => return Err("reserved label type"),
+        }
+    }
+}
+
+/// Queries for every kind of name in the fixture (services, headless sets, endpoints,
+/// SRV, reverse, pod, apex, ExternalName, search-path, outside, missing names) and the
+/// types that make a difference, with and without EDNS: the fuzz target's seed corpus and
+/// the noise test's starting points.
+pub fn seed_queries() -> Vec<Vec<u8>> {
+    const NAMES: [&str; 16] = [
+        "svc1.testns.svc.cluster.local",
+        "SvC6.TeStNs.svc.cluster.local",
+        "svcempty.testns.svc.cluster.local",
+        "hdls1.testns.svc.cluster.local",
+        "my-pet.hdls1.testns.svc.cluster.local",
+        "_http._tcp.hdls1.testns.svc.cluster.local",
+        "_http._tcp.svc1.testns.svc.cluster.local",
+        "hdls-none.testns.svc.cluster.local",
+        "ext.testns.svc.cluster.local",
+        "ext-in.testns.svc.cluster.local",
+        "10-240-0-1.testns.pod.cluster.local",
+        "4.0.0.172.in-addr.arpa",
+        "cluster.local",
+        "dns-version.cluster.local",
+        "svc1.testns.testns.svc.cluster.local",
+        "www.example.com",
+    ];
+    const TYPES: [u16; 9] = [
+        crate::wire::rtype::A,
+        crate::wire::rtype::AAAA,
+        crate::wire::rtype::SRV,
+        crate::wire::rtype::PTR,
+        crate::wire::rtype::CNAME,
+        crate::wire::rtype::SOA,
+        crate::wire::rtype::NS,
+        crate::wire::rtype::TXT,
+        crate::wire::rtype::ANY,
+    ];
+    let mut out = Vec::new();
+    for name in NAMES {
+        for qtype in TYPES {
+            let with_edns = query(name, qtype);
+            // The same query without the OPT record (ARCOUNT 0, classic 512-byte limit).
+            let mut classic = with_edns[..with_edns.len() - 11].to_vec();
+            classic[11] = 0;
+            // An odd ID: asked by the known pod (see `check_packet`).
+            classic[1] |= 1;
+            out.push(with_edns);
+            out.push(classic);
+        }
+    }
+    out
 }
 
 /// Asks `answerer` from `client`; returns the parsed response, or the outcome when it is

@@ -6,7 +6,7 @@
 //! EndpointSlices and Namespaces come from kube-rs watches.
 //!
 //! How a query travels, and where to read:
-//! - [`server`]: UDP worker threads on `SO_REUSEPORT` sockets, and the TCP listener;
+//! - [`server`]: UDP worker threads (sharing one socket by default), and the TCP listener;
 //! - [`wire`]: reading the query (header, question, EDNS) and writing the response;
 //! - [`answer`]: the decisions (records, CNAME chains, NODATA vs NXDOMAIN, pod names,
 //!   search-path completion, SERVFAIL before the first sync);
@@ -18,35 +18,49 @@
 //! [`records`] derives from each Service into the [`zone::Zone`]. [`metrics`] serves
 //! `/metrics`, `/healthz` and `/readyz`. [`name`] has the domain-name helpers; [`fixture`]
 //! is the spec checklist's test data.
+//!
+//! The cargo feature `server` (on by default) adds everything with I/O: [`server`],
+//! [`forward`], [`watch`], [`metrics`] and [`run`]. Without it only the packet path is
+//! built, for the fuzz target in `fuzz/`.
 
 pub mod answer;
 pub mod feed;
 pub mod fixture;
+#[cfg(feature = "server")]
 pub mod forward;
+#[cfg(feature = "server")]
 pub mod metrics;
 pub mod name;
 pub mod records;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod watch;
 pub mod wire;
 pub mod zone;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+#[cfg(feature = "server")]
 use std::sync::Arc;
 
+#[cfg(feature = "server")]
 use anyhow::{Context, Result};
 
 pub use answer::{AnswerConfig, Answerer, PodsMode};
 pub use feed::ZoneFeeder;
+#[cfg(feature = "server")]
 pub use forward::Forwarder;
+#[cfg(feature = "server")]
 pub use metrics::Metrics;
+#[cfg(feature = "server")]
 pub use server::{RunningServer, Shared};
 
 /// Default largest UDP response (and the size advertised in OPT records).
 pub const DEFAULT_MAX_UDP: u16 = 4096;
 
 /// Settings of `skiff dns`.
+#[cfg(feature = "server")]
 #[derive(Clone, Debug)]
 pub struct DnsConfig {
     /// Address for UDP and TCP.
@@ -60,17 +74,26 @@ pub struct DnsConfig {
     pub ttl: u32,
     /// Address for `/metrics`, `/healthz`, `/readyz`.
     pub metrics_listen: Option<SocketAddr>,
-    /// UDP worker threads (sockets sharing the port).
+    /// UDP worker threads.
     pub udp_workers: usize,
+    /// UDP sockets the workers share. 1 (the default): every worker blocks on the same
+    /// socket and the kernel hands each datagram to a waiting worker, so no worker idles
+    /// while another has a queue. More: `SO_REUSEPORT` sockets, the kernel picking one per
+    /// client flow (address and port hash), which spreads the socket lock but loads workers
+    /// unevenly when there are few client flows: with dnsperf's 4 client sockets on 2
+    /// workers, one worker often got 2/3 of the queries or all of them, and p99 latency was
+    /// about twice that of one shared socket (scripts/bench-dns, 2-core machine).
+    pub udp_sockets: usize,
     pub pods: PodsMode,
     /// Server-side search-path completion for known pod clients.
     pub autopath: bool,
     pub max_udp: u16,
 }
 
+#[cfg(feature = "server")]
 impl DnsConfig {
     /// Defaults: zone `cluster.local`, TTL 30 (the default Corefile's), one UDP worker per
-    /// CPU, pods `insecure`, autopath on, no upstreams.
+    /// CPU sharing one socket, pods `insecure`, autopath on, no upstreams.
     pub fn new(listen: SocketAddr) -> DnsConfig {
         DnsConfig {
             listen,
@@ -79,6 +102,7 @@ impl DnsConfig {
             ttl: 30,
             metrics_listen: None,
             udp_workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            udp_sockets: 1,
             pods: PodsMode::Insecure,
             autopath: true,
             max_udp: DEFAULT_MAX_UDP,
@@ -101,7 +125,8 @@ impl DnsConfig {
     }
 }
 
-/// Addresses bound by [`start`].
+/// Addresses bound by [`run`].
+#[cfg(feature = "server")]
 #[derive(Debug, Clone, Copy)]
 pub struct Bound {
     pub dns: SocketAddr,
@@ -110,13 +135,14 @@ pub struct Bound {
 
 /// Runs the DNS server against the API behind `client` until the process ends. `on_ready`
 /// is called once the sockets are bound (before the watches have synced).
+#[cfg(feature = "server")]
 pub async fn run(client: kube::Client, config: DnsConfig, on_ready: impl FnOnce(Bound)) -> Result<()> {
     let answerer = Arc::new(config.answerer()?);
     let metrics = Arc::new(Metrics::new(config.udp_workers + 1));
     let forwarder = Arc::new(Forwarder::new(config.upstreams.clone()));
     let feeder = ZoneFeeder::new(answerer.clone());
     let shared = Shared::new(answerer.clone(), forwarder, metrics.clone());
-    let server = server::start(config.listen, config.udp_workers, shared)
+    let server = server::start(config.listen, config.udp_workers, config.udp_sockets, shared)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let metrics_addr = match config.metrics_listen {

@@ -123,7 +123,9 @@ pub fn service_records(config: &RecordConfig, entry: &ServiceEntry<'_>) -> Contr
 
 /// A target of SRV records: its name, and the port it listens on when that differs per
 /// target (headless endpoints). The answerer adds the target's addresses as glue from the
-/// target's own records, so SRV sets store no copies of them.
+/// target's own records, so SRV sets store no copies of them. Targets are stored relative
+/// to the SRV owner (they are the Service name or one label below it), see
+/// [`crate::wire::append_relative_name`].
 type SrvTarget = (Name, Option<u16>);
 
 /// Adds the SRV record sets of `ports` below `svc_name`: at the service name every port,
@@ -170,7 +172,7 @@ fn add_srv_sets(
             rdata.extend_from_slice(&0u16.to_be_bytes());
             rdata.extend_from_slice(&weight.to_be_bytes());
             rdata.extend_from_slice(&port.to_be_bytes());
-            rdata.extend_from_slice(target.wire());
+            crate::wire::append_relative_name(&mut rdata, owner.wire(), target.wire());
             c.add(owner.clone(), rtype::SRV, ttl, &rdata);
         }
     }

@@ -1,10 +1,12 @@
 //! The network side: UDP worker threads and a TCP listener around one [`Answerer`].
 //!
-//! UDP is the hot path. Each worker is a plain OS thread blocked in `recv_from` on its own
-//! `SO_REUSEPORT` socket (the kernel spreads clients over the sockets), answering inline
-//! into a reused buffer: no task wake-ups, no allocation, one read lock and one hash lookup
-//! per query. Only answers that need an upstream leave the thread, as tasks on the tokio
-//! runtime, which also runs the TCP listener (length-prefixed messages, RFC 7766).
+//! UDP is the hot path. Each worker is a plain OS thread blocked in `recv_from`, answering
+//! inline into a reused buffer: no task wake-ups, no allocation, one read lock and one hash
+//! lookup per query. Workers share one socket by default (the kernel wakes one waiting
+//! worker per datagram, so load stays even whatever the clients' ports); more sockets on
+//! the same port with `SO_REUSEPORT` are an option (see [`crate::DnsConfig::udp_sockets`]).
+//! Only answers that need an upstream leave the thread, as tasks on the tokio runtime,
+//! which also runs the TCP listener (length-prefixed messages, RFC 7766).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -64,13 +66,17 @@ impl Drop for RunningServer {
     }
 }
 
-/// Binds `addr` on UDP (`workers` sockets sharing the port) and TCP, and starts serving.
+/// Binds `addr` on UDP and TCP and starts serving: `workers` UDP threads on `sockets`
+/// sockets sharing the port with `SO_REUSEPORT` (worker `i` reads socket `i % sockets`).
 /// Must be called inside a tokio runtime.
-pub async fn start(addr: SocketAddr, workers: usize, shared: Shared) -> io::Result<RunningServer> {
-    let (sockets, listener) = bind_udp_and_tcp(addr, workers.max(1)).await?;
+pub async fn start(addr: SocketAddr, workers: usize, sockets: usize, shared: Shared) -> io::Result<RunningServer> {
+    let workers = workers.max(1);
+    let (sockets, listener) = bind_udp_and_tcp(addr, sockets.clamp(1, workers)).await?;
     let local_addr = sockets[0].local_addr()?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
+    let sockets: Vec<Arc<UdpSocket>> = sockets.into_iter().map(Arc::new).collect();
+    let sockets: Vec<Arc<UdpSocket>> = (0..workers).map(|i| sockets[i % sockets.len()].clone()).collect();
     for (index, socket) in sockets.into_iter().enumerate() {
         let shared = shared.clone();
         let shutdown = shutdown.clone();
@@ -125,12 +131,11 @@ fn bind_udp(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
 
 fn udp_worker(
     index: usize,
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     shared: Shared,
     runtime: tokio::runtime::Handle,
     shutdown: Arc<AtomicBool>,
 ) {
-    let socket = Arc::new(socket);
     let stats = shared.metrics.thread(index);
     let mut packet = vec![0u8; MAX_MESSAGE];
     let mut out = Vec::with_capacity(MAX_MESSAGE);

@@ -330,26 +330,42 @@ impl<'b> ResponseBuilder<'b> {
     /// Returns false when it did not fit (answer and authority records then set TC and
     /// nothing more is written to those sections).
     pub fn push(&mut self, section: Section, owner: Owner<'_>, tail: &[u8]) -> bool {
-        let owner_len = match owner {
-            Owner::Question => 2,
-            Owner::Name(wire) => wire.len(),
+        self.push_pieces(section, owner, &[tail])
+    }
+
+    /// Appends a record from the table, stored at the name `stored_at`: like [`Self::push`],
+    /// with an SRV target stored relative to its owner ([`append_relative_name`]) written
+    /// out in full, as SRV targets must never be compressed (RFC 2782).
+    pub fn push_stored(&mut self, section: Section, owner: Owner<'_>, stored_at: &[u8], tail: &[u8]) -> bool {
+        let target = (be16(tail, 0) == Some(rtype::SRV)).then(|| tail.get(16..)).flatten();
+        let Some((prefix, suffix)) = target.and_then(|name| relative_name_parts(stored_at, name)) else {
+            return self.push(section, owner, tail);
         };
-        self.push_parts(section, owner, owner_len, tail)
+        let (Some(head), Some(fixed)) = (tail.get(..8), tail.get(10..16)) else { return false };
+        // A name is at most 255 bytes, so the RDATA length fits in u16.
+        let rdlen = ((fixed.len() + prefix.len() + suffix.len()) as u16).to_be_bytes();
+        self.push_pieces(section, owner, &[head, &rdlen, fixed, prefix, suffix])
     }
 
     /// Appends a complete record (owner included) already in wire format with uncompressed
     /// names, e.g. from the upstream cache.
     pub fn push_raw(&mut self, section: Section, record: &[u8]) -> bool {
-        self.push_parts(section, Owner::Name(&[]), 0, record)
+        self.push_pieces(section, Owner::Name(&[]), &[record])
     }
 
-    fn push_parts(&mut self, section: Section, owner: Owner<'_>, owner_len: usize, tail: &[u8]) -> bool {
+    /// Appends `owner` followed by the concatenation of `pieces`, if it fits.
+    fn push_pieces(&mut self, section: Section, owner: Owner<'_>, pieces: &[&[u8]]) -> bool {
         debug_assert!(section >= self.section, "sections out of order");
         if self.truncated && section != Section::Additional {
             return false;
         }
         self.section = section;
-        if self.buf.len() + owner_len + tail.len() > self.limit || self.counts[section as usize] == u16::MAX {
+        let owner_len = match owner {
+            Owner::Question => QUESTION_POINTER.len(),
+            Owner::Name(wire) => wire.len(),
+        };
+        let len = owner_len + pieces.iter().map(|p| p.len()).sum::<usize>();
+        if self.buf.len() + len > self.limit || self.counts[section as usize] == u16::MAX {
             if section != Section::Additional {
                 self.truncated = true;
             }
@@ -359,7 +375,9 @@ impl<'b> ResponseBuilder<'b> {
             Owner::Question => self.buf.extend_from_slice(&QUESTION_POINTER),
             Owner::Name(wire) => self.buf.extend_from_slice(wire),
         }
-        self.buf.extend_from_slice(tail);
+        for piece in pieces {
+            self.buf.extend_from_slice(piece);
+        }
         self.counts[section as usize] += 1;
         true
     }
@@ -403,6 +421,66 @@ pub fn write_reject(buf: &mut Vec<u8>, id: u16, opcode: u8, recursion_desired: b
     buf.extend_from_slice(&flags.to_be_bytes());
     buf.extend_from_slice(&[0; 8]);
     buf.len()
+}
+
+/// First byte of the marker that ends a name stored relative to its owner:
+/// `RELATIVE_NAME | k` means "followed by the owner's name without its first `k` labels".
+/// The 0x40 label type is reserved (RFC 6891 retired it), so no real name contains it.
+const RELATIVE_NAME: u8 = 0x40;
+/// Largest `k` the marker can carry.
+const MAX_RELATIVE_STRIP: usize = 0x3f;
+
+/// Appends `name` to `out` in the table's storage form for a name inside RDATA at `owner`:
+/// the labels of `name` above the longest suffix it shares with `owner` (at label
+/// boundaries), then a [`RELATIVE_NAME`] marker saying how many labels to strip from the
+/// owner to get that suffix. An SRV target below its Service then costs its own label
+/// and one byte instead of the whole name. Names sharing only the root are stored whole.
+pub fn append_relative_name(out: &mut Vec<u8>, owner: &[u8], name: &[u8]) {
+    let mut suffix = owner;
+    for strip in 0..=MAX_RELATIVE_STRIP {
+        if suffix.len() <= 1 {
+            break;
+        }
+        if crate::name::is_within_wire(name, suffix) {
+            out.extend_from_slice(&name[..name.len() - suffix.len()]);
+            out.push(RELATIVE_NAME | strip as u8);
+            return;
+        }
+        match crate::name::parent_wire(suffix) {
+            Some(parent) => suffix = parent,
+            None => break,
+        }
+    }
+    out.extend_from_slice(name);
+}
+
+/// Splits a stored name (see [`append_relative_name`]) at `owner` into its own labels and
+/// the owner's suffix it continues with; `None` for a name stored whole (or malformed).
+fn relative_name_parts<'a>(owner: &'a [u8], stored: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let mut at = 0;
+    loop {
+        let len = *stored.get(at)?;
+        match len {
+            0 => return None,
+            1..=63 => at += 1 + usize::from(len),
+            _ if len & 0xc0 == RELATIVE_NAME && at + 1 == stored.len() => {
+                let mut suffix = owner;
+                for _ in 0..usize::from(len & 0x3f) {
+                    suffix = crate::name::parent_wire(suffix)?;
+                }
+                return Some((&stored[..at], suffix));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The name stored at `owner` (see [`append_relative_name`]), written out in full.
+pub fn expand_name(owner: &[u8], stored: &[u8]) -> Vec<u8> {
+    match relative_name_parts(owner, stored) {
+        Some((prefix, suffix)) => [prefix, suffix].concat(),
+        None => stored.to_vec(),
+    }
 }
 
 /// The record tail (type, class IN, TTL, RDLENGTH, RDATA) for `rdata`.
@@ -518,5 +596,34 @@ mod tests {
         let mut buf = Vec::new();
         assert_eq!(write_reject(&mut buf, 9, 0, true, rcode::FORMERR), HEADER_LEN);
         assert_eq!(buf[..4], [0, 9, 0x81, 0x01]);
+    }
+
+    #[test]
+    fn names_stored_relative_to_their_owner() {
+        let name = |text: &str| crate::name::Name::from_dotted(text).unwrap();
+        let svc = name("svc1.testns.svc.cluster.local");
+        let port = name("_http._tcp.svc1.testns.svc.cluster.local");
+        let endpoint = name("my-pet.svc1.testns.svc.cluster.local");
+        for (owner, target, stored_len) in
+            [(&svc, &svc, 1), (&port, &svc, 1), (&port, &endpoint, 1 + 7), (&svc, &name("www.example.com"), 17)]
+        {
+            let mut stored = Vec::new();
+            append_relative_name(&mut stored, owner.wire(), target.wire());
+            assert_eq!(stored.len(), stored_len, "{target} at {owner}");
+            assert_eq!(expand_name(owner.wire(), &stored), target.wire(), "{target} at {owner}");
+        }
+        // An SRV record stored that way is written with its target in full.
+        let mut rdata = vec![0, 0, 0, 100, 0, 80];
+        append_relative_name(&mut rdata, port.wire(), endpoint.wire());
+        let tail = record_tail(rtype::SRV, 30, &rdata);
+        let packet = query_packet(7, "_http._tcp.svc1.testns.svc.cluster.local", rtype::SRV, None);
+        let q = parse_query(&packet).unwrap();
+        let mut buf = Vec::new();
+        let mut r = ResponseBuilder::new(&mut buf, &q, CLASSIC_UDP_LIMIT, 1232);
+        assert!(r.push_stored(Section::Answer, Owner::Question, port.wire(), &tail));
+        r.finish();
+        let written = &buf[packet.len() + 2..];
+        assert_eq!(u16::from_be_bytes([written[8], written[9]]) as usize, 6 + endpoint.wire().len());
+        assert_eq!(&written[16..], endpoint.wire());
     }
 }

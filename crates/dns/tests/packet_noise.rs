@@ -1,8 +1,8 @@
 //! The packet path under noise: random and mutated packets through the answerer, checking
 //! the invariants of [`skiff_dns::fixture::check_packet`]. A deterministic, always-on cousin
-//! of the cargo-fuzz target in `fuzz/` (which explores far more, on nightly).
+//! of the cargo-fuzz target in `fuzz/` (which explores far more: `scripts/fuzz-dns`).
 
-use skiff_dns::fixture::{answerer, check_packet, query};
+use skiff_dns::fixture::{answerer, check_packet, seed_queries};
 
 /// xorshift64: reproducible noise without a dependency.
 struct Noise(u64);
@@ -16,33 +16,10 @@ impl Noise {
     }
 }
 
-/// Valid queries for names across the fixture, used as seeds for mutation.
-fn seeds() -> Vec<Vec<u8>> {
-    let names = [
-        "svc1.testns.svc.cluster.local",
-        "hdls1.testns.svc.cluster.local",
-        "_http._tcp.hdls1.testns.svc.cluster.local",
-        "ext.testns.svc.cluster.local",
-        "ext-in.testns.svc.cluster.local",
-        "10-240-0-1.testns.pod.cluster.local",
-        "4.0.0.172.in-addr.arpa",
-        "cluster.local",
-        "www.example.com",
-        "svc1.testns.testns.svc.cluster.local",
-    ];
-    let mut out = Vec::new();
-    for name in names {
-        for qtype in [1u16, 2, 5, 6, 12, 16, 28, 33, 41, 252, 255, 65_000] {
-            out.push(query(name, qtype));
-        }
-    }
-    out
-}
-
 #[test]
 fn random_and_mutated_packets_keep_the_invariants() {
     let answerer = answerer();
-    let seeds = seeds();
+    let seeds = seed_queries();
     let mut noise = Noise(0x2545_f491_4f6c_dd1d);
     for seed in &seeds {
         check_packet(&answerer, seed);

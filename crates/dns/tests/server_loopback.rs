@@ -1,6 +1,6 @@
 //! The UDP workers and the TCP listener in-process, on loopback, over the fixture table
-//! (no API server): many client sockets spread over the `SO_REUSEPORT` workers, TCP framing
-//! with pipelined queries, UDP truncation.
+//! (no API server): many client sockets spread over `SO_REUSEPORT` workers, workers sharing
+//! one socket, TCP framing with pipelined queries, UDP truncation.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -21,7 +21,7 @@ fn answer_count(reply: &[u8]) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_workers_and_tcp_answer() {
     let shared = Shared::new(answerer(), Arc::new(Forwarder::new(Vec::new())), Arc::new(Metrics::new(4)));
-    let server = skiff_dns::server::start("127.0.0.1:0".parse().unwrap(), 3, shared).await.expect("start");
+    let server = skiff_dns::server::start("127.0.0.1:0".parse().unwrap(), 3, 3, shared).await.expect("start");
     let addr = server.local_addr;
     tokio::task::spawn_blocking(move || {
         // 30 client sockets (different source ports spread over the workers).
@@ -64,6 +64,38 @@ async fn udp_workers_and_tcp_answer() {
             assert_eq!(&reply[..2], &id.to_be_bytes());
             assert_eq!(response_code(&reply), rcode);
             assert_eq!(answer_count(&reply), answers);
+        }
+    })
+    .await
+    .unwrap();
+    drop(server);
+}
+
+/// Workers sharing one socket (the default): a burst from a single client flow, which
+/// `SO_REUSEPORT` would hand to one worker, is answered completely, each query once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sharing_one_socket_answer_a_burst() {
+    let metrics = Arc::new(Metrics::new(4));
+    let shared = Shared::new(answerer(), Arc::new(Forwarder::new(Vec::new())), metrics);
+    let server = skiff_dns::server::start("127.0.0.1:0".parse().unwrap(), 3, 1, shared).await.expect("start");
+    let addr = server.local_addr;
+    tokio::task::spawn_blocking(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        const BURST: u16 = 200;
+        for id in 0..BURST {
+            let mut q = query("svc1.testns.svc.cluster.local", 1);
+            q[..2].copy_from_slice(&id.to_be_bytes());
+            socket.send_to(&q, addr).unwrap();
+        }
+        let mut seen = vec![false; usize::from(BURST)];
+        let mut buf = [0u8; 4096];
+        for _ in 0..BURST {
+            let n = socket.recv(&mut buf).expect("every query of the burst is answered");
+            assert_eq!(response_code(&buf[..n]), 0);
+            let id = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+            assert!(!seen[id], "query {id} answered twice");
+            seen[id] = true;
         }
     })
     .await
