@@ -8,13 +8,18 @@
 //! - [`client`]: a thin HTTP/2-over-TLS client with the server's CA and admin token
 //! - [`server`]: starting, probing and stopping the server under test
 //! - [`scenarios`]: one module per measurement
-//! - [`proxy`]: `skiff bench proxy`, the service proxy's sync times against kube-proxy-style rulesets
+//! - [`proxy`]: `skiff bench proxy`, the service proxy's sync times against kube-proxy-style rulesets;
+//!   [`proxy_datapath`] (connect latency vs Service count), [`proxy_userspace`] (relay vs haproxy),
+//!   [`proxy_netns`] (the throwaway namespaces they run in)
 //! - [`report`]: the table and the JSON line
 //! - [`stats`] (percentiles) and [`procfs`] (memory and CPU time of a process)
 
 pub mod client;
 pub mod procfs;
 pub mod proxy;
+pub mod proxy_datapath;
+pub mod proxy_netns;
+pub mod proxy_userspace;
 pub mod report;
 pub mod scenarios;
 pub mod server;

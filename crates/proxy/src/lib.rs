@@ -78,7 +78,7 @@ pub fn dataplane(mode: Mode, cluster_cidr: Option<(Ipv4Addr, u8)>) -> anyhow::Re
     Ok(match mode {
         Mode::Nftables => Box::new(backend::nftables::Nftables::new(cluster_cidr)?),
         Mode::Iptables => Box::new(backend::iptables::Iptables::new(cluster_cidr)),
-        Mode::Userspace => Box::new(backend::userspace::Userspace::new(tokio::runtime::Handle::current())?),
+        Mode::Userspace => Box::new(backend::userspace::Userspace::new()?),
     })
 }
 

@@ -7,7 +7,7 @@ mod proxy_support;
 
 use std::time::Duration;
 
-use proxy_support::{answered, slice, Ep, Lab, CLIENT_IP, NODE_IP, NODE_POD_GW};
+use proxy_support::{answered, sctp_unsupported, slice, Ep, Lab, CLIENT_IP, NODE_IP, NODE_POD_GW};
 
 macro_rules! per_mode {
     ($scenario:ident: $($mode:ident),+) => {
@@ -29,6 +29,9 @@ per_mode!(terminating_fallback: nftables, iptables, userspace);
 per_mode!(udp_fixed_source_port: nftables, iptables, userspace);
 per_mode!(hairpin: nftables, iptables);
 per_mode!(restart_and_cleanup: nftables, iptables);
+per_mode!(load_balancer_source_ranges: userspace);
+// The userspace relay has TCP and UDP sockets only (no SCTP in tokio).
+per_mode!(sctp_cluster_ip: nftables, iptables);
 
 fn ok(lines: &[String]) -> bool {
     !lines.is_empty() && lines.iter().all(|l| l.starts_with("OK "))
@@ -331,4 +334,63 @@ fn restart_and_cleanup(mode: &str) {
     assert!(out.status.success(), "cleanup: {}", String::from_utf8_lossy(&out.stderr));
     let ruleset = lab.node_ruleset();
     assert!(!ruleset.contains("skiff-proxy") && !ruleset.contains("KUBE-"), "{ruleset}");
+}
+
+/// loadBalancerSourceRanges in userspace mode: other sources are dropped at the
+/// LoadBalancer IP before the relay; the node port and the ClusterIP are not guarded.
+/// (nftables and iptables check the same in `node_port_and_external`.)
+fn load_balancer_source_ranges(mode: &str) {
+    let mut lab = Lab::new();
+    lab.add_backend("a", 9090);
+    let a = lab.backend_ip(0).to_owned();
+    let ports = r#"{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP", "nodePort": 30081}"#;
+    let spec = r#", "type": "LoadBalancer", "loadBalancerSourceRanges": ["10.1.0.0/16"]"#;
+    lab.apply(&svc("lb", "10.96.10.9", spec, ports));
+    lab.kubectl_ok(&[
+        "patch",
+        "service",
+        "lb",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.21"}]}}}"#,
+    ]);
+    lab.apply(&slice("lb-1", "lb", &[("http", 8080, "TCP")], &[Ep::ready(&a, "node-1")]));
+    lab.start_proxy(mode);
+    lab.wait_tcp("10.96.10.9", 80, "ClusterIP answers", is_ok);
+    // The client (172.30.0.2) is outside 10.1.0.0/16: dropped, not refused.
+    assert_eq!(lab.tcp("198.51.100.21", 80, 1), ["TIMEOUT"], "{}", lab.node_ruleset());
+    assert!(ok(&lab.tcp(NODE_IP, 30081, 1)), "node ports are not guarded by source ranges");
+    let ranges = r#"{"spec": {"loadBalancerSourceRanges": ["172.30.0.0/24"]}}"#;
+    lab.kubectl_ok(&["patch", "service", "lb", "-p", ranges]);
+    lab.wait_tcp("198.51.100.21", 80, "source range admits the client", is_ok);
+}
+
+/// An SCTP ClusterIP reaches its endpoint, where the kernel has SCTP; elsewhere the test
+/// says why it skips and passes.
+fn sctp_cluster_ip(mode: &str) {
+    if let Some(reason) = sctp_unsupported() {
+        eprintln!("skipping sctp_cluster_ip::{mode}: {reason}");
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.add_backend("a", 9090);
+    let a = lab.backend_ip(0).to_owned();
+    lab.apply(&svc(
+        "sc",
+        "10.96.10.10",
+        "",
+        r#"{"name": "assoc", "port": 80, "targetPort": 8080, "protocol": "SCTP"}"#,
+    ));
+    lab.apply(&slice("sc-1", "sc", &[("assoc", 8080, "SCTP")], &[Ep::ready(&a, "node-1")]));
+    lab.start_proxy(mode);
+    let client = lab.client.clone();
+    lab.eventually("SCTP ClusterIP answers", Duration::from_secs(20), || {
+        lab.client_in(&client, &["sctp", "10.96.10.10", "80", "1"])
+            .into_iter()
+            .next()
+            .filter(|l| l.starts_with("OK a "))
+    });
+    let tcp = lab.tcp("10.96.10.10", 80, 1);
+    assert_eq!(tcp, ["REFUSED"], "TCP to the SCTP-only port is rejected as an unused port");
 }

@@ -1,12 +1,16 @@
-"""Test backend for the proxy tests: answers every TCP connection and UDP datagram on the
-given ports with "<name> <client-ip>\n". Usage: backend.py NAME PROTO:ADDR:PORT..."""
+"""Test backend for the proxy tests: answers every TCP or SCTP connection and UDP datagram
+on the given ports with "<name> <client-ip>\n". Usage: backend.py NAME PROTO:ADDR:PORT...
+(PROTO: tcp, udp or sctp; sctp listeners are skipped where the kernel has no SCTP)."""
 import socket, sys, threading
 
 name = sys.argv[1]
 
 
-def tcp(addr, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def tcp(addr, port, proto=0):
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
+    except OSError:
+        return  # no SCTP in this kernel: the SCTP tests skip themselves
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, port))
     s.listen(128)
@@ -36,8 +40,13 @@ def udp(addr, port):
         s.sendto(("%s %s\n" % (name, peer[0])).encode(), peer)
 
 
+def sctp(addr, port):
+    tcp(addr, port, socket.IPPROTO_SCTP)
+
+
 for spec in sys.argv[2:]:
     proto, addr, port = spec.split(":")
-    threading.Thread(target=tcp if proto == "tcp" else udp, args=(addr, int(port)), daemon=True).start()
+    serve_proto = {"tcp": tcp, "udp": udp, "sctp": sctp}[proto]
+    threading.Thread(target=serve_proto, args=(addr, int(port)), daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()

@@ -1,13 +1,13 @@
 """Test client for the proxy tests. Prints one line per attempt:
   OK <reply>   REFUSED   TIMEOUT   ERROR <text>
-Usage: client.py tcp|udp IP PORT COUNT [SOURCE_PORT] | client.py ping IP | client.py hold IP PORT SECONDS"""
+Usage: client.py tcp|sctp|udp IP PORT COUNT [SOURCE_PORT] | client.py ping IP | client.py hold IP PORT SECONDS"""
 import socket, sys, time
 
 kind, ip = sys.argv[1], sys.argv[2]
 
 
-def once_tcp(port, timeout=1.5):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def once_tcp(port, timeout=1.5, proto=0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
     s.settimeout(timeout)
     try:
         s.connect((ip, port))
@@ -67,9 +67,10 @@ def ping():
     return "NOREPLY"
 
 
-if kind == "tcp":
+if kind in ("tcp", "sctp"):
+    proto = socket.IPPROTO_SCTP if kind == "sctp" else 0
     for _ in range(int(sys.argv[4])):
-        print(once_tcp(int(sys.argv[3])), flush=True)
+        print(once_tcp(int(sys.argv[3]), proto=proto), flush=True)
 elif kind == "udp":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(1.0)

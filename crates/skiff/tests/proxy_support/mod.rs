@@ -153,7 +153,7 @@ impl Lab {
         let b = &mut self.backends[i];
         let mut child = Command::new("ip")
             .args(["netns", "exec", &b.ns, "python3", "-u", BACKEND_PY, &b.name])
-            .args(["tcp:0.0.0.0:8080", "udp:0.0.0.0:8080", &format!("tcp:0.0.0.0:{}", b.alt_port)])
+            .args(["tcp:0.0.0.0:8080", "udp:0.0.0.0:8080", "sctp:0.0.0.0:8080", &format!("tcp:0.0.0.0:{}", b.alt_port)])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -335,6 +335,19 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }
+}
+
+/// Why SCTP tests cannot run here (`None` when the kernel has SCTP): the same socket the
+/// test backends and clients open, tried with python3.
+pub fn sctp_unsupported() -> Option<String> {
+    let probe = "import socket; socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)";
+    let out = run(&["python3", "-c", probe]);
+    if out.status.success() {
+        return None;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or("unknown error").trim().to_owned();
+    Some(format!("this kernel has no SCTP (socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP): {last})"))
 }
 
 /// Names of the backends that answered (the first word of each OK line).

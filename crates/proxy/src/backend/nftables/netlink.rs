@@ -148,7 +148,11 @@ impl NftSocket {
                 OpKind::Add => NFT_MSG_NEWSETELEM,
                 OpKind::Delete | OpKind::Flush => NFT_MSG_DELSETELEM,
             };
-            let flags = NLM_F_REQUEST | if kind == OpKind::Add { NLM_F_CREATE } else { 0 } | NLM_F_ACK;
+            // Errors are reported for every message; a success acknowledgement is asked for
+            // the last one only. One per message (hundreds at 30,000 Services) overflowed the
+            // socket's receive buffer (ENOBUFS) and made the whole sync fail.
+            let ack = if j == ops.len() { NLM_F_ACK } else { 0 };
+            let flags = NLM_F_REQUEST | if kind == OpKind::Add { NLM_F_CREATE } else { 0 } | ack;
             let start = begin_message(&mut batch, (NFNL_SUBSYS_NFTABLES << 8) | msg_type, flags, last_seq);
             put_attr_str(&mut batch, NFTA_SET_ELEM_LIST_TABLE, table);
             put_attr_str(&mut batch, NFTA_SET_ELEM_LIST_SET, set);
@@ -203,9 +207,10 @@ impl NftSocket {
         Ok(())
     }
 
-    /// Reads acknowledgements for sequence numbers up to `last_seq`. The kernel processes
-    /// a batch synchronously inside sendto(2), so every answer is queued by now; the first
-    /// error is returned (the transaction was then aborted as a whole).
+    /// Reads the answers to a batch: errors of any message, the acknowledgement of the last
+    /// (`last_seq`). The kernel processes a batch synchronously inside sendto(2), so every
+    /// answer is queued by now; the first error is returned (the transaction was then
+    /// aborted as a whole).
     fn read_acks(&self, last_seq: u32) -> io::Result<()> {
         let mut buf = vec![0u8; 1 << 16];
         let mut first_error: Option<io::Error> = None;

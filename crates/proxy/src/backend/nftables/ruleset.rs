@@ -281,14 +281,21 @@ impl DispatchChain {
 /// The chain that drops sources outside `allowed` (shared by every frontend with the
 /// same ranges): its name and `nft -f` text.
 pub fn firewall_chain(allowed: &[(Ipv4Addr, u8)]) -> (String, String) {
+    let (name, rule) = firewall_parts(allowed);
+    let t = format!("ip {TABLE}");
+    let text = format!("add chain {t} {name}\nflush chain {t} {name}\nadd rule {t} {name} {rule}\n");
+    (name, text)
+}
+
+/// A firewall chain's name (`firewall-<hash of the ranges>`) and its one rule, for any
+/// table (userspace mode writes the same chain into its own table).
+pub fn firewall_parts(allowed: &[(Ipv4Addr, u8)]) -> (String, String) {
     use sha2::Digest;
     let list: Vec<String> = allowed.iter().map(|(ip, len)| format!("{ip}/{len}")).collect();
     let digest = sha2::Sha256::digest(list.join(",").as_bytes());
     let name = format!("firewall-{}", digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>());
-    let t = format!("ip {TABLE}");
     let rule = if list.is_empty() { "drop".to_owned() } else { format!("ip saddr != {{ {} }} drop", list.join(", ")) };
-    let text = format!("add chain {t} {name}\nflush chain {t} {name}\nadd rule {t} {name} {rule}\n");
-    (name, text)
+    (name, rule)
 }
 
 #[cfg(test)]
