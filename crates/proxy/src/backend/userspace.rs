@@ -100,44 +100,69 @@ fn lock(b: &SharedBalancer) -> std::sync::MutexGuard<'_, Balancer> {
     b.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One relay socket and its task.
+/// One relay port and its tasks (one accept loop per lane for TCP, one task for UDP).
 struct Relay {
     port: u16,
     balancer: SharedBalancer,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
-/// The relays' own tokio runtime, shut down in the background on drop (so dropping the
-/// data plane is fine anywhere, also inside another runtime).
+/// The relays' threads ("lanes"): one single-threaded tokio runtime per core, each driven by
+/// its own thread until the lanes are dropped.
 ///
-/// Relaying is the hot path; a runtime of its own keeps it apart from the watches and the
-/// health checks. Workers: one per core, like the main runtime (`SKIFF_PROXY_RELAY_THREADS`
-/// overrides). Measured on 2 cores against haproxy `nbthread 1` (`skiff bench proxy
-/// --userspace`): one worker reached 0.59× haproxy's keep-alive requests/s — the relay
-/// needs more CPU per request than haproxy — two workers about 1×.
-struct RelayRuntime(Option<tokio::runtime::Runtime>);
+/// Relaying is the hot path; runtimes of their own keep it apart from the watches and the
+/// health checks. A TCP relay listens on one port with one `SO_REUSEPORT` socket per lane, so
+/// the kernel spreads connections over the lanes and each connection stays on the thread that
+/// accepted it: no work-stealing scheduler and no cross-thread wakeups per request. (Measured
+/// against haproxy `nbthread 1` with `skiff bench proxy --userspace`: one multi-thread tokio
+/// runtime needed clearly more CPU per request.) `SKIFF_PROXY_RELAY_THREADS` overrides the
+/// lane count.
+struct RelayRuntime {
+    lanes: Vec<tokio::runtime::Handle>,
+    /// Dropping these ends each lane's thread, which then drops its runtime.
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+}
 
-/// Overrides the relay runtime's worker count (1–256).
+/// Overrides the relay lane count (1–256).
 pub const RELAY_THREADS_ENV: &str = "SKIFF_PROXY_RELAY_THREADS";
 
 impl RelayRuntime {
     fn new() -> std::io::Result<RelayRuntime> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(relay_threads())
-            .thread_name("skiff-relay")
-            .enable_all()
-            .build()?;
-        Ok(RelayRuntime(Some(runtime)))
+        let mut lanes = Vec::new();
+        let mut stops = Vec::new();
+        for i in 0..relay_threads() {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            lanes.push(runtime.handle().clone());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            stops.push(stop);
+            // The thread is created here, so it shares the caller's network namespace.
+            std::thread::Builder::new().name(format!("skiff-relay-{i}")).spawn(move || {
+                runtime.block_on(async move {
+                    let _ = stopped.await;
+                });
+                runtime.shutdown_background();
+            })?;
+        }
+        Ok(RelayRuntime { lanes, stops })
     }
 
-    fn handle(&self) -> Option<&tokio::runtime::Handle> {
-        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    /// The lane for work that needs only one (UDP relays, binding sockets).
+    fn first(&self) -> anyhow::Result<&tokio::runtime::Handle> {
+        self.lanes.first().ok_or_else(|| anyhow::anyhow!("the relay lanes are shut down"))
+    }
+}
+
+impl Drop for RelayRuntime {
+    fn drop(&mut self) {
+        self.stops.clear();
     }
 }
 
@@ -149,14 +174,6 @@ pub fn relay_threads() -> usize {
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| (1..=256).contains(n))
         .unwrap_or(default)
-}
-
-impl Drop for RelayRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 /// userspace-mode data plane.
@@ -188,20 +205,40 @@ impl Userspace {
         let balancer: SharedBalancer = Arc::new(Mutex::new(Balancer::default()));
         lock(&balancer).update(&targets.backends, affinity);
         let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-        let runtime = self.runtime.handle().ok_or_else(|| anyhow::anyhow!("the relay runtime is shut down"))?;
-        let (port, task) = match name.protocol {
+        let first = self.runtime.first()?;
+        let (port, tasks) = match name.protocol {
             Protocol::Udp => {
-                let socket = runtime.block_on(UdpSocket::bind(any))?;
+                let socket = std::net::UdpSocket::bind(any)?;
+                socket.set_nonblocking(true)?;
                 let port = socket.local_addr()?.port();
-                (port, runtime.spawn(relay_udp(Arc::new(socket), balancer.clone())))
+                let balancer = balancer.clone();
+                let task = first.spawn(async move {
+                    match UdpSocket::from_std(socket) {
+                        Ok(socket) => relay_udp(Arc::new(socket), balancer).await,
+                        Err(e) => tracing::warn!(error = %e, "UDP relay socket unusable"),
+                    }
+                });
+                (port, vec![task])
             }
             _ => {
-                let listener = runtime.block_on(TcpListener::bind(any))?;
-                let port = listener.local_addr()?.port();
-                (port, runtime.spawn(relay_tcp(listener, balancer.clone())))
+                // One listener per lane on one port (SO_REUSEPORT): the first picks the port.
+                let mut port = 0;
+                let mut tasks = Vec::new();
+                for lane in &self.runtime.lanes {
+                    let listener = reuseport_listener(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))?;
+                    port = listener.local_addr()?.port();
+                    let balancer = balancer.clone();
+                    tasks.push(lane.spawn(async move {
+                        match TcpListener::from_std(listener) {
+                            Ok(listener) => relay_tcp(listener, balancer).await,
+                            Err(e) => tracing::warn!(error = %e, "TCP relay listener unusable"),
+                        }
+                    }));
+                }
+                (port, tasks)
             }
         };
-        self.relays.insert(id, Relay { port, balancer, task });
+        self.relays.insert(id, Relay { port, balancer, tasks });
         Ok(port)
     }
 }
@@ -335,6 +372,17 @@ fn redirect_table(
     }
     s.push_str("}\n");
     s
+}
+
+/// A non-blocking TCP listener on `addr` that other lanes may bind too (`SO_REUSEPORT`).
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 async fn relay_tcp(listener: TcpListener, balancer: SharedBalancer) {
