@@ -8,10 +8,12 @@
 //! Needs root, `ip`, the `etcd` binary (Debian's etcd-server; `SKIFF_ETCD_BIN` overrides),
 //! curl and kubectl.
 
-use std::io::{BufRead, BufReader};
+mod cluster_support;
+
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use cluster_support::Cluster;
 
 const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
 const WAIT: Duration = Duration::from_secs(90);
@@ -54,50 +56,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `skiff up` in the namespace; on drop SIGTERM (its own cleanup), then `skiff down`.
-struct Up {
-    name: String,
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    printed: Vec<String>,
-}
-
-impl Up {
-    fn wait_ready(&mut self, logs: &std::path::Path) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.starts_with("ready") => return,
-                Ok(line) => self.printed.push(line),
-                Err(_) => panic!("skiff up not ready: {:?}\n{}", self.printed, tail_logs(logs)),
-            }
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new(SKIFF).args(["down", "--name", &self.name]).output();
-    }
-}
-
-fn tail_logs(dir: &std::path::Path) -> String {
-    let mut out = String::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        out += &format!("--- {}\n{}\n", entry.path().display(), lines[lines.len().saturating_sub(15)..].join("\n"));
-    }
-    out
 }
 
 fn stdout_of(out: Output) -> Option<String> {
@@ -158,26 +116,11 @@ fn skiff_up_keeps_the_cluster_state_in_etcd() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("eu{}", std::process::id());
-    let mut child = ns
-        .command(SKIFF)
-        .args(["up", "--name", &name, "--nodes", "1", "--etcd", ETCD_URL, "--etcd-prefix", PREFIX])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting skiff up");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut up = Up { name, child, lines, printed: Vec::new() };
-    up.wait_ready(&dir.path().join("logs"));
+    let mut command = ns.command(SKIFF);
+    command.args(["up", "--name", &name, "--nodes", "1", "--etcd", ETCD_URL, "--etcd-prefix", PREFIX]);
+    command.arg("--data-dir").arg(dir.path());
+    let up = Cluster::start(command, name, dir);
+    let dir = &up.dir;
 
     let server_log = std::fs::read_to_string(dir.path().join("logs").join("server.log")).unwrap_or_default();
     assert!(server_log.contains("etcd store connected"), "the server is not on etcd:\n{server_log}");

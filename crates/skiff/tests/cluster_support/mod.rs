@@ -54,14 +54,18 @@ impl Cluster {
         static N: AtomicUsize = AtomicUsize::new(0);
         let name = format!("t{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(SKIFF)
+        let mut command = Command::new(SKIFF);
+        command
             .args(["up", "--isolated", "--name", &name, "--nodes", &nodes.to_string(), "--proxy-mode", proxy_mode])
             .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting skiff up");
+            .arg(dir.path());
+        Cluster::start(command, name, dir)
+    }
+
+    /// Runs a prepared `skiff up` command (named `name`, `--data-dir` set to `dir`) and waits
+    /// for its `ready` line; dropping the result stops the cluster and runs `skiff down`.
+    pub fn start(mut command: Command, name: String, dir: tempfile::TempDir) -> Cluster {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("starting skiff up");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
