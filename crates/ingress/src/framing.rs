@@ -21,6 +21,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::chunked::{ChunkedFollower, Followed};
+
 /// Headers parsed per request head; a head with more stops the scanner (hyper's limit is 100).
 const MAX_HEADERS: usize = 100;
 /// A partial head is kept up to this size; beyond it hyper answers 431 and the scanner stops.
@@ -52,14 +54,8 @@ enum State {
     Head,
     /// Inside a body of known length: bytes left.
     Fixed(u64),
-    /// Chunked body: reading a chunk-size line (`size` so far, `in_ext` after a `;`).
-    ChunkSize { size: u64, digits: u32, in_ext: bool },
-    /// Chunk data: bytes left, then CRLF.
-    ChunkData(u64),
-    /// The CRLF after chunk data (`seen_cr`).
-    ChunkDataEnd { seen_cr: bool },
-    /// Trailer section after the last chunk: `line_len` bytes of the current line so far.
-    Trailers { line_len: usize },
+    /// Inside a chunked body.
+    Chunked(ChunkedFollower),
     /// Not following any more.
     Off,
 }
@@ -90,13 +86,20 @@ impl Scanner {
                     self.state = if n == left { State::Head } else { State::Fixed(left - n) };
                     &data[n as usize..]
                 }
-                State::ChunkData(left) => {
-                    let n = left.min(data.len() as u64);
-                    self.state =
-                        if n == left { State::ChunkDataEnd { seen_cr: false } } else { State::ChunkData(left - n) };
-                    &data[n as usize..]
-                }
-                _ => self.chunk_byte(data),
+                State::Chunked(mut follower) => match follower.feed(data) {
+                    Followed::More => {
+                        self.state = State::Chunked(follower);
+                        return;
+                    }
+                    Followed::End(n) => {
+                        self.state = State::Head;
+                        &data[n..]
+                    }
+                    Followed::Invalid => {
+                        self.state = State::Off;
+                        return;
+                    }
+                },
             };
         }
     }
@@ -164,47 +167,13 @@ impl Scanner {
             return Some(Some(len));
         }
         self.state = match (transfer_encoding, chunked, content_length) {
-            (true, true, _) => State::ChunkSize { size: 0, digits: 0, in_ext: false },
+            (true, true, _) => State::Chunked(ChunkedFollower::new()),
             // hyper rejects a final encoding other than chunked.
             (true, false, _) => return None,
             (false, _, Some(0) | None) => State::Head,
             (false, _, Some(n)) => State::Fixed(n),
         };
         Some(Some(len))
-    }
-
-    /// Consumes the chunked-framing bytes at the start of `data` (size lines, data CRLFs,
-    /// trailers); returns what follows.
-    fn chunk_byte<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
-        let Some((&b, rest)) = data.split_first() else { return data };
-        self.state = match self.state {
-            State::ChunkSize { size, digits, in_ext } => match b {
-                b'\n' if digits == 0 => State::Off,
-                b'\n' if size == 0 => State::Trailers { line_len: 0 },
-                b'\n' => State::ChunkData(size),
-                b'\r' => State::ChunkSize { size, digits, in_ext },
-                _ if in_ext => State::ChunkSize { size, digits, in_ext },
-                b';' | b' ' | b'\t' => State::ChunkSize { size, digits, in_ext: true },
-                _ => match (char::from(b).to_digit(16), digits < 16) {
-                    (Some(d), true) => State::ChunkSize { size: size * 16 + u64::from(d), digits: digits + 1, in_ext },
-                    _ => State::Off,
-                },
-            },
-            State::ChunkDataEnd { seen_cr } => match b {
-                b'\r' if !seen_cr => State::ChunkDataEnd { seen_cr: true },
-                b'\n' => State::ChunkSize { size: 0, digits: 0, in_ext: false },
-                _ => State::Off,
-            },
-            State::Trailers { line_len } => match b {
-                b'\n' if line_len == 0 => State::Head,
-                b'\n' => State::Trailers { line_len: 0 },
-                b'\r' => State::Trailers { line_len },
-                _ if line_len >= MAX_PARTIAL_HEAD => State::Off,
-                _ => State::Trailers { line_len: line_len + 1 },
-            },
-            other => other,
-        };
-        rest
     }
 }
 

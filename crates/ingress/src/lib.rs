@@ -23,7 +23,9 @@
 
 pub mod annotations;
 pub mod body;
+pub mod chunked;
 pub mod compile;
+pub mod fast;
 pub mod framing;
 pub mod metrics;
 pub mod proxy;

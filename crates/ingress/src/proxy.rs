@@ -33,7 +33,7 @@ use crate::snapshot::Snapshot;
 use crate::upstream::{self, UpstreamResponse, Upstreams};
 
 /// How many endpoints a request with a failed connect tries in total.
-const CONNECT_ATTEMPTS: usize = 3;
+pub(crate) const CONNECT_ATTEMPTS: usize = 3;
 
 /// The connection a request arrived on, with the forwarded-header values that are the same
 /// for all its requests (computed once per connection, not per request).
@@ -44,9 +44,9 @@ pub struct ConnInfo {
     pub local_port: u16,
     pub tls: bool,
     /// The client IP as a header value (`X-Forwarded-For`, `X-Real-IP`).
-    remote_ip_value: HeaderValue,
+    pub(crate) remote_ip_value: HeaderValue,
     /// `local_port` as a header value.
-    local_port_value: HeaderValue,
+    pub(crate) local_port_value: HeaderValue,
     /// Request heads with both Content-Length and Transfer-Encoding, found by the
     /// connection's [`crate::framing::Scanned`] reader.
     pub framing: Arc<FramingReport>,
@@ -75,6 +75,80 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Port for `https://` redirects (omitted from the URL when 443).
     pub https_port: u16,
+}
+
+/// Read access to a request's headers, whichever parser produced them (hyper's `HeaderMap`
+/// or the fast path's parsed head), so the policy checks exist once.
+pub trait HeaderView {
+    /// The values of header `name` (given in lowercase), in order.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a;
+
+    /// The first value of header `name` (lowercase).
+    fn first<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
+        self.values(name).next()
+    }
+
+    /// The first value of header `name` given in any case (names from annotations).
+    fn first_ignore_case<'a>(&'a self, name: &'a str) -> Option<&'a [u8]>;
+}
+
+impl HeaderView for HeaderMap {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).into_iter().map(HeaderValue::as_bytes)
+    }
+
+    fn first_ignore_case<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
+        // HeaderMap lookups by &str lowercase the name themselves.
+        self.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+/// What the policy checks decided for a routed request.
+pub enum Decision {
+    /// Answered here: 403, a redirect, a CORS preflight, 413 or 503.
+    Local(Response<ProxyBody>),
+    /// Goes to an endpoint.
+    Forward(Forward),
+}
+
+/// Where a request goes, and what its response gets on the way back.
+pub struct Forward {
+    /// The canary backend was chosen.
+    pub canary: bool,
+    /// The first endpoint to try.
+    pub endpoint: SocketAddr,
+    /// The affinity cookie must be (re)set on the response.
+    pub new_cookie: bool,
+    /// The request's Origin, for CORS response headers.
+    pub origin: Option<HeaderValue>,
+}
+
+impl Forward {
+    /// The backend chosen for the request.
+    pub fn backend<'r>(&self, route: &'r Route) -> &'r Backend {
+        backend_for(route, self.canary)
+    }
+
+    /// Adds the affinity cookie (naming `served_by`, the endpoint that answered) and the
+    /// CORS headers to a response.
+    pub fn decorate(&self, route: &Route, served_by: SocketAddr, headers: &mut HeaderMap) {
+        let policy = &*route.policy;
+        if self.new_cookie {
+            if let Some(affinity) = &policy.affinity {
+                if let Ok(value) = HeaderValue::from_str(&set_cookie(affinity, served_by, &route.path)) {
+                    headers.append(header::SET_COOKIE, value);
+                }
+            }
+        }
+        if let Some(cors) = &policy.cors {
+            add_cors(headers, cors, self.origin.as_ref(), false);
+        }
+    }
+
+    /// Whether [`Forward::decorate`] adds anything (the fast path skips building a map).
+    pub fn decorates(&self, route: &Route) -> bool {
+        (self.new_cookie && route.policy.affinity.is_some()) || route.policy.cors.is_some()
+    }
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -113,6 +187,64 @@ impl Proxy {
         Ok(response)
     }
 
+    /// The policy checks of a routed request, up to the endpoint choice: a local answer
+    /// (403, redirects, CORS preflight, 413, 503) or where to forward it. Shared by the hyper
+    /// path below and the HTTP/1.1 fast path ([`crate::fast`]). `target` is the request's
+    /// path and query.
+    pub(crate) fn decide(
+        &self,
+        conn: &ConnInfo,
+        route: &Route,
+        host: &str,
+        method: &str,
+        target: &str,
+        headers: &impl HeaderView,
+    ) -> Decision {
+        let policy = &*route.policy;
+        if let Some(allowed) = &policy.allow_sources {
+            if !allowed.iter().any(|c| c.contains(conn.remote.ip())) {
+                return Decision::Local(local(StatusCode::FORBIDDEN, "403 Forbidden\n"));
+            }
+        }
+        if let Some((code, location)) = &policy.redirect {
+            return Decision::Local(redirect(*code, location));
+        }
+        if !conn.tls && (policy.force_ssl_redirect || (route.tls && policy.ssl_redirect)) {
+            let port = if self.https_port == 443 { String::new() } else { format!(":{}", self.https_port) };
+            return Decision::Local(redirect(308, &format!("https://{host}{port}{target}")));
+        }
+        let origin = match &policy.cors {
+            Some(_) => headers.first(header::ORIGIN.as_str()).and_then(|o| HeaderValue::from_bytes(o).ok()),
+            None => None,
+        };
+        if let Some(cors) = &policy.cors {
+            if method == Method::OPTIONS.as_str() {
+                let mut resp = Response::new(ProxyBody::Empty);
+                *resp.status_mut() = StatusCode::NO_CONTENT;
+                add_cors(resp.headers_mut(), cors, origin.as_ref(), true);
+                return Decision::Local(resp);
+            }
+        }
+        let too_large = declared_length(headers).zip(policy.body_limit).is_some_and(|(len, limit)| len > limit);
+        if too_large {
+            return Decision::Local(local(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large\n"));
+        }
+        let canary = use_canary_backend(route, headers);
+        let backend = backend_for(route, canary);
+        let balanced = || if policy.ewma { backend.pick_ewma() } else { backend.pick() };
+        let (endpoint, new_cookie) = match &policy.affinity {
+            Some(affinity) => match sticky_endpoint(backend, affinity, headers) {
+                Some(ep) => (Some(ep), false),
+                None => (balanced(), true),
+            },
+            None => (balanced(), false),
+        };
+        match endpoint {
+            Some(endpoint) => Decision::Forward(Forward { canary, endpoint, new_cookie, origin }),
+            None => Decision::Local(local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n")),
+        }
+    }
+
     async fn handle_routed(
         &self,
         conn: &ConnInfo,
@@ -122,44 +254,14 @@ impl Proxy {
         host: &str,
     ) -> Response<ProxyBody> {
         let policy = &*route.policy;
-        if let Some(allowed) = &policy.allow_sources {
-            if !allowed.iter().any(|c| c.contains(conn.remote.ip())) {
-                return local(StatusCode::FORBIDDEN, "403 Forbidden\n");
-            }
-        }
-        if let Some((code, location)) = &policy.redirect {
-            return redirect(*code, location);
-        }
-        if !conn.tls && (policy.force_ssl_redirect || (route.tls && policy.ssl_redirect)) {
-            let port = if self.https_port == 443 { String::new() } else { format!(":{}", self.https_port) };
-            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            return redirect(308, &format!("https://{host}{port}{target}"));
-        }
-        let origin = policy.cors.as_ref().and_then(|_| req.headers().get(header::ORIGIN).cloned());
-        if let Some(cors) = &policy.cors {
-            if req.method() == Method::OPTIONS {
-                let mut resp = Response::new(ProxyBody::Empty);
-                *resp.status_mut() = StatusCode::NO_CONTENT;
-                add_cors(resp.headers_mut(), cors, origin.as_ref(), true);
-                return resp;
-            }
-        }
-        let too_large = declared_length(req.headers()).zip(policy.body_limit).is_some_and(|(len, limit)| len > limit);
-        if too_large {
-            return local(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large\n");
-        }
-        let backend = choose_backend(route, &req);
-        let balanced = || if policy.ewma { backend.pick_ewma() } else { backend.pick() };
-        let (endpoint, new_cookie) = match &policy.affinity {
-            Some(affinity) => match sticky_endpoint(backend, affinity, req.headers()) {
-                Some(ep) => (Some(ep), false),
-                None => (balanced(), true),
-            },
-            None => (balanced(), false),
+        let request_target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let decision = self.decide(conn, route, host, req.method().as_str(), request_target, req.headers());
+        let forward = match decision {
+            Decision::Local(resp) => return resp,
+            Decision::Forward(forward) => forward,
         };
-        let Some(endpoint) = endpoint else {
-            return local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n");
-        };
+        let backend = forward.backend(route);
+        let endpoint = forward.endpoint;
         let upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let rewritten = route.upstream_path(req.uri().path());
         let (mut parts, body) = req.into_parts();
@@ -272,16 +374,7 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, switching);
-        if new_cookie {
-            if let Some(affinity) = &policy.affinity {
-                if let Ok(value) = HeaderValue::from_str(&set_cookie(affinity, target, &route.path)) {
-                    parts.headers.append(header::SET_COOKIE, value);
-                }
-            }
-        }
-        if let Some(cors) = &policy.cors {
-            add_cors(&mut parts.headers, cors, origin.as_ref(), false);
-        }
+        forward.decorate(route, target, &mut parts.headers);
         let body = if switching {
             ProxyBody::Empty
         } else {
@@ -309,7 +402,7 @@ fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
-fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+pub(crate) fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::text(Bytes::from_static(text.as_bytes())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -328,8 +421,8 @@ fn redirect(code: u16, location: &str) -> Response<ProxyBody> {
     }
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+fn declared_length(headers: &impl HeaderView) -> Option<u64> {
+    std::str::from_utf8(headers.first(header::CONTENT_LENGTH.as_str())?).ok()?.trim().parse().ok()
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -347,29 +440,36 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// The value of cookie `name` in the request, if sent.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn cookie<'a>(headers: &'a impl HeaderView, name: &str) -> Option<&'a str> {
     headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .values(header::COOKIE.as_str())
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }
 
-/// The main backend, or the canary one when the canary rules say so (header, then cookie,
-/// then weight).
-fn choose_backend<'a>(route: &'a Route, req: &Request<Incoming>) -> &'a Backend {
+/// The route's canary backend when `canary`, else its main one.
+fn backend_for(route: &Route, canary: bool) -> &Backend {
     match &route.canary {
-        Some(canary) if !canary.backend.endpoints.is_empty() && use_canary(canary, req.headers()) => &canary.backend,
+        Some(c) if canary => &c.backend,
         _ => &route.backend,
     }
 }
 
-fn use_canary(canary: &Canary, headers: &HeaderMap) -> bool {
+/// Whether the canary backend takes this request (header, then cookie, then weight).
+fn use_canary_backend(route: &Route, headers: &impl HeaderView) -> bool {
+    match &route.canary {
+        Some(canary) if !canary.backend.endpoints.is_empty() => use_canary(canary, headers),
+        _ => false,
+    }
+}
+
+fn use_canary(canary: &Canary, headers: &impl HeaderView) -> bool {
     let rules = &canary.rules;
-    if let Some(value) = rules.by_header.as_ref().and_then(|h| headers.get(h.as_str())).and_then(|v| v.to_str().ok()) {
+    let by_header = rules.by_header.as_deref().and_then(|h| headers.first_ignore_case(h));
+    if let Some(value) = by_header.and_then(|v| std::str::from_utf8(v).ok()) {
         if let Some(wanted) = &rules.header_value {
             if value == wanted {
                 return true;
@@ -395,7 +495,7 @@ fn use_canary(canary: &Canary, headers: &HeaderMap) -> bool {
 }
 
 /// The endpoint an affinity cookie names, if it is still an endpoint of `backend`.
-fn sticky_endpoint(backend: &Backend, affinity: &Affinity, headers: &HeaderMap) -> Option<SocketAddr> {
+fn sticky_endpoint(backend: &Backend, affinity: &Affinity, headers: &impl HeaderView) -> Option<SocketAddr> {
     let token = cookie(headers, &affinity.cookie_name)?;
     backend.endpoints.iter().copied().find(|ep| endpoint_token(*ep) == token)
 }
@@ -439,7 +539,7 @@ fn set_cookie(affinity: &Affinity, endpoint: SocketAddr, route_path: &str) -> St
 /// Rewrites request headers for the upstream as ingress-nginx does (incoming
 /// `X-Forwarded-*` are not trusted: they are replaced, the old XFF kept as
 /// `X-Original-Forwarded-For`).
-fn forward_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&HeaderValue>, upgrade: bool) {
+pub(crate) fn forward_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&HeaderValue>, upgrade: bool) {
     let upgrade_value = if upgrade { headers.get(header::UPGRADE).cloned() } else { None };
     strip_hop_by_hop(headers, false);
     // Room for the headers added below at once, instead of growing the map several times.
@@ -468,7 +568,7 @@ fn forward_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&Heade
 }
 
 /// A new request ID: 16 random bytes in lowercase hex, like ingress-nginx's `$req_id`.
-fn request_id() -> HeaderValue {
+pub(crate) fn request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let random: u128 = rand::random();
     let mut text = [0u8; 32];
@@ -481,33 +581,31 @@ fn request_id() -> HeaderValue {
 /// Connection-scoped headers (and `Proxy`, for httpoxy), as bits of a presence mask.
 const HOP_CONNECTION: u8 = 1;
 const HOP_UPGRADE: u8 = 1 << 1;
-const HOP_TRANSFER_ENCODING: u8 = 1 << 2;
+pub(crate) const HOP_TRANSFER_ENCODING: u8 = 1 << 2;
 const HOP_TRAILER: u8 = 1 << 3;
-const HOP_TE: u8 = 1 << 4;
+pub(crate) const HOP_TE: u8 = 1 << 4;
 const HOP_KEEP_ALIVE: u8 = 1 << 5;
 const HOP_PROXY_CONNECTION: u8 = 1 << 6;
 const HOP_PROXY: u8 = 1 << 7;
 
+/// The hop-by-hop bit of a header name given in any case; 0 for end-to-end headers. Used on
+/// hyper's header names and on the raw names of the fast path.
+pub(crate) fn hop_bit_of(name: &[u8]) -> u8 {
+    const NAMES: [(&[u8], u8); 8] = [
+        (b"connection", HOP_CONNECTION),
+        (b"upgrade", HOP_UPGRADE),
+        (b"transfer-encoding", HOP_TRANSFER_ENCODING),
+        (b"trailer", HOP_TRAILER),
+        (b"te", HOP_TE),
+        (b"keep-alive", HOP_KEEP_ALIVE),
+        (b"proxy-connection", HOP_PROXY_CONNECTION),
+        (b"proxy", HOP_PROXY),
+    ];
+    NAMES.iter().find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name)).map_or(0, |(_, bit)| *bit)
+}
+
 fn hop_bit(name: &HeaderName) -> u8 {
-    if name == header::CONNECTION {
-        HOP_CONNECTION
-    } else if name == header::UPGRADE {
-        HOP_UPGRADE
-    } else if name == header::TRANSFER_ENCODING {
-        HOP_TRANSFER_ENCODING
-    } else if name == header::TRAILER {
-        HOP_TRAILER
-    } else if name == header::TE {
-        HOP_TE
-    } else if name == KEEP_ALIVE {
-        HOP_KEEP_ALIVE
-    } else if name == PROXY_CONNECTION {
-        HOP_PROXY_CONNECTION
-    } else if name == PROXY {
-        HOP_PROXY
-    } else {
-        0
-    }
+    hop_bit_of(name.as_str().as_bytes())
 }
 
 /// Removes connection-scoped headers (and those the Connection header names), and `Proxy`

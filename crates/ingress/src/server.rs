@@ -30,12 +30,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
+use crate::fast::{self, Served, MAX_HEAD_BYTES};
 use crate::framing::Scanned;
 use crate::metrics::Metrics;
 use crate::proxy::{ConnInfo, Proxy};
-
-/// Largest request head accepted (request line + headers); larger gets 431.
-const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Binds a listening socket with a deep backlog (SO_REUSEADDR so restarts rebind at once).
 pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
@@ -153,18 +151,21 @@ async fn serve_accepted(
     header_timeout: Duration,
 ) {
     let info = Arc::new(ConnInfo::new(remote, listener.local_port, listener.tls.is_some()));
-    let framing = info.framing.clone();
     match &listener.tls {
-        // The scanner stops by itself at an HTTP/2 preface.
-        None => serve_connection(&builder, TokioIo::new(Scanned::new(stream, framing)), proxy, info).await,
+        None => match fast::serve(stream, &info, &proxy, header_timeout).await {
+            Served::Done => {}
+            Served::Fallback(rewound) => serve_with_hyper(&builder, rewound, proxy, info, false).await,
+        },
         Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => {
-                let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                let mut scanned = Scanned::new(tls_stream, framing);
-                if h2 {
-                    scanned.stop();
+                if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    serve_with_hyper(&builder, tls_stream, proxy, info, true).await;
+                    return;
                 }
-                serve_connection(&builder, TokioIo::new(scanned), proxy, info).await
+                match fast::serve(tls_stream, &info, &proxy, header_timeout).await {
+                    Served::Done => {}
+                    Served::Fallback(rewound) => serve_with_hyper(&builder, rewound, proxy, info, false).await,
+                }
             }
             Ok(Err(e)) => {
                 proxy.metrics.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
@@ -176,6 +177,25 @@ async fn serve_accepted(
             }
         },
     }
+}
+
+/// Serves a connection with hyper (HTTP/2, and the HTTP/1.1 requests the fast path leaves
+/// to it), through the request-smuggling guard unless it speaks `h2` (the guard also stops
+/// by itself at an HTTP/2 preface).
+async fn serve_with_hyper<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    proxy: Arc<Proxy>,
+    info: Arc<ConnInfo>,
+    h2: bool,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut scanned = Scanned::new(io, info.framing.clone());
+    if h2 {
+        scanned.stop();
+    }
+    serve_connection(builder, TokioIo::new(scanned), proxy, info).await
 }
 
 /// Accepts connections on `listener` and hands them to the data plane, until the task is

@@ -117,18 +117,86 @@ impl Lease {
     }
 }
 
-struct IdleConn {
-    sender: http1::SendRequest<ProxyBody>,
+/// A connection an [`IdlePool`] can hold.
+pub trait Reusable: Send + 'static {
+    /// Whether the connection can still carry a request (not closed by its endpoint, no
+    /// unexpected bytes waiting). Must not block.
+    fn usable(&self) -> bool;
+}
+
+impl Reusable for http1::SendRequest<ProxyBody> {
+    fn usable(&self) -> bool {
+        self.is_ready()
+    }
+}
+
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
-/// Idle HTTP/1.1 keep-alive connections to plain-HTTP endpoints.
-#[derive(Default)]
-pub struct H1Pool {
+/// Idle keep-alive connections per endpoint, of one data-plane thread: hyper connections for
+/// the hyper path ([`H1Pool`]), plain sockets for the fast path ([`crate::fast`]).
+pub struct IdlePool<C> {
     /// Per endpoint, oldest first: checkout takes the most recently used connection.
-    idle: Mutex<HashMap<SocketAddr, Vec<IdleConn>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle<C>>>>,
     sweeper_started: AtomicBool,
 }
+
+impl<C> Default for IdlePool<C> {
+    fn default() -> Self {
+        IdlePool { idle: Mutex::default(), sweeper_started: AtomicBool::new(false) }
+    }
+}
+
+impl<C: Reusable> IdlePool<C> {
+    /// The most recently used idle connection to `endpoint` that is still usable (closed or
+    /// expired ones met on the way are dropped).
+    pub fn checkout(&self, endpoint: SocketAddr) -> Option<C> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&endpoint)?;
+        while let Some(candidate) = list.pop() {
+            if candidate.since.elapsed() <= IDLE_TIMEOUT && candidate.conn.usable() {
+                return Some(candidate.conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for the next request to `endpoint` (closes it when the endpoint already
+    /// has [`MAX_IDLE_PER_ENDPOINT`] idle connections).
+    pub fn checkin(self: &Arc<Self>, endpoint: SocketAddr, conn: C) {
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let list = idle.entry(endpoint).or_default();
+            if list.len() >= MAX_IDLE_PER_ENDPOINT {
+                return;
+            }
+            list.push(Idle { conn, since: Instant::now() });
+        }
+        if !self.sweeper_started.swap(true, Ordering::Relaxed) {
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
+    }
+
+    /// Closes idle connections past [`IDLE_TIMEOUT`] or closed by their endpoint, and
+    /// forgets endpoints without idle connections.
+    fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|c| c.since.elapsed() <= IDLE_TIMEOUT && c.conn.usable());
+            !list.is_empty()
+        });
+    }
+
+    /// Idle connections held, for tests.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()
+    }
+}
+
+/// Idle HTTP/1.1 keep-alive connections to plain-HTTP endpoints, for the hyper path.
+pub type H1Pool = IdlePool<http1::SendRequest<ProxyBody>>;
 
 impl H1Pool {
     /// Sends `request` (origin-form URI, Host header set) to `endpoint` on an idle
@@ -163,51 +231,9 @@ impl H1Pool {
             }
         }
     }
-
-    /// The most recently used idle connection to `endpoint` that is still open and ready
-    /// (closed or expired ones met on the way are dropped).
-    fn checkout(&self, endpoint: SocketAddr) -> Option<http1::SendRequest<ProxyBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(&endpoint)?;
-        while let Some(candidate) = list.pop() {
-            if candidate.sender.is_ready() && candidate.since.elapsed() <= IDLE_TIMEOUT {
-                return Some(candidate.sender);
-            }
-        }
-        None
-    }
-
-    fn checkin(self: &Arc<Self>, endpoint: SocketAddr, sender: http1::SendRequest<ProxyBody>) {
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            let list = idle.entry(endpoint).or_default();
-            if list.len() >= MAX_IDLE_PER_ENDPOINT {
-                return;
-            }
-            list.push(IdleConn { sender, since: Instant::now() });
-        }
-        if !self.sweeper_started.swap(true, Ordering::Relaxed) {
-            tokio::spawn(sweep(Arc::downgrade(self)));
-        }
-    }
-
-    /// Closes idle connections past [`IDLE_TIMEOUT`] or closed by their endpoint, and
-    /// forgets endpoints without idle connections.
-    fn sweep(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|_, list| {
-            list.retain(|c| c.sender.is_ready() && c.since.elapsed() <= IDLE_TIMEOUT);
-            !list.is_empty()
-        });
-    }
-
-    /// Idle connections held, for tests.
-    pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()
-    }
 }
 
-async fn sweep(pool: Weak<H1Pool>) {
+async fn sweep<C: Reusable>(pool: Weak<IdlePool<C>>) {
     let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
     ticks.tick().await;
     loop {
@@ -254,11 +280,14 @@ impl UpstreamClient {
     }
 }
 
-/// The connections of one data-plane thread: the HTTP/1.1 pool, and hyper-util clients
+/// The connections of one data-plane thread: the HTTP/1.1 pools (hyper's and the fast
+/// path's), and hyper-util clients
 /// created on first use for the other protocols.
 #[derive(Default)]
 pub struct Upstreams {
     h1: Arc<H1Pool>,
+    /// Plain sockets of the HTTP/1.1 fast path ([`crate::fast`]).
+    sockets: Arc<IdlePool<TcpStream>>,
     others: RwLock<HashMap<(BackendProtocol, Duration), UpstreamClient>>,
 }
 
@@ -290,6 +319,11 @@ impl Upstreams {
         }
         let mut map = self.others.write().unwrap_or_else(|p| p.into_inner());
         map.entry(key).or_insert_with(|| build(protocol, connect_timeout)).clone()
+    }
+
+    /// Idle sockets to plain-HTTP endpoints, for the fast path.
+    pub fn sockets(&self) -> &Arc<IdlePool<TcpStream>> {
+        &self.sockets
     }
 
     /// The HTTP/1.1 pool, for tests.
