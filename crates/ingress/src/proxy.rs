@@ -601,6 +601,10 @@ pub(crate) fn hop_bit_of(name: &[u8]) -> u8 {
         (b"proxy-connection", HOP_PROXY_CONNECTION),
         (b"proxy", HOP_PROXY),
     ];
+    // Most names have none of these lengths: rejected without a comparison.
+    if !matches!(name.len(), 2 | 5 | 7 | 10 | 16 | 17) {
+        return 0;
+    }
     NAMES.iter().find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name)).map_or(0, |(_, bit)| *bit)
 }
 

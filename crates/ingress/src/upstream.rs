@@ -139,7 +139,7 @@ struct Idle<C> {
 /// the hyper path ([`H1Pool`]), plain sockets for the fast path ([`crate::fast`]).
 pub struct IdlePool<C> {
     /// Per endpoint, oldest first: checkout takes the most recently used connection.
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle<C>>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle<C>>, foldhash::fast::RandomState>>,
     sweeper_started: AtomicBool,
 }
 

@@ -11,10 +11,9 @@ use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use super::response::{self, BodyFraming, ClientHead, Parsed, ResponseHead};
-use super::{write_local, Buffers, Exchange};
+use super::{write_local, ConnState, Exchange};
 use crate::chunked::{ChunkedFollower, Followed};
 use crate::proxy::{local, Proxy, CONNECT_ATTEMPTS};
 
@@ -42,20 +41,20 @@ enum HeadError {
     Timeout,
 }
 
-/// Forwards the request prepared in `buffers` and writes the response to the client.
+/// Forwards the request prepared in `state` and writes the response to the client.
 /// Returns whether the client connection stays open for another request.
-pub(super) async fn run<I>(io: &mut I, buffers: &mut Buffers, exchange: Exchange, proxy: &Proxy) -> bool
+pub(super) async fn run<I>(io: &mut I, state: &mut ConnState, exchange: Exchange, proxy: &Proxy) -> bool
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let Exchange { route, forward, head_len, framing, method_idempotent, head_request } = exchange;
     let policy = &*route.policy;
     let backend = forward.backend(&route);
-    buffers.client.advance(head_len);
+    state.client.advance(head_len);
     // A body (or its start) that came with the head goes out in the same write.
-    let buffered = (buffers.client.len() as u64).min(framing.body_len) as usize;
-    buffers.upstream_head.extend_from_slice(&buffers.client[..buffered]);
-    buffers.client.advance(buffered);
+    let buffered = (state.client.len() as u64).min(framing.body_len) as usize;
+    state.upstream_head.extend_from_slice(&state.client[..buffered]);
+    state.client.advance(buffered);
     let mut body_left = framing.body_len - buffered as u64;
     // The whole request is in hand, so it can go out again on a fresh connection when a
     // pooled one turns out to have been closed by the endpoint.
@@ -94,7 +93,7 @@ where
                 }
             },
         };
-        if upstream.write_all(&buffers.upstream_head).await.is_err() {
+        if upstream.write_all(&state.upstream_head).await.is_err() {
             if reused && replayable {
                 use_pool = false;
                 continue;
@@ -102,7 +101,7 @@ where
             break Err(Failure::Upstream);
         }
         if body_left > 0 {
-            match stream_body(io, &mut upstream, &mut buffers.client, body_left, policy.send_timeout).await {
+            match stream_body(io, &mut upstream, &mut state.client, body_left, policy.send_timeout).await {
                 Ok(()) => body_left = 0,
                 // The client is gone or too slow: nobody to answer.
                 Err(BodyError::Client) => return false,
@@ -114,16 +113,9 @@ where
             client_close: framing.close,
             decorate: decorate.then_some((&forward, &*route, target)),
         };
-        buffers.upstream.clear();
-        match read_response_head(
-            &mut upstream,
-            &mut buffers.upstream,
-            &how,
-            &mut buffers.client_out,
-            policy.read_timeout,
-        )
-        .await
-        {
+        state.upstream.clear();
+        let reading = read_response_head(&mut upstream, &mut state.upstream, &how, &mut state.client_out);
+        match state.upstream_deadline.run(policy.read_timeout, reading).await.unwrap_or(Err(HeadError::Timeout)) {
             Ok(head) => break Ok((upstream, head)),
             // A pooled connection the endpoint had closed: the request was not answered,
             // and an idempotent one may safely go again.
@@ -148,16 +140,16 @@ where
             route.counters.record(status.as_u16());
             // Unread body bytes would be taken for the next request.
             let close = framing.close || body_left > 0;
-            let written = write_local(io, &mut buffers.client_out, &local(status, text), close).await;
+            let written = write_local(io, &mut state.client_out, &local(status, text), close).await;
             return written.is_ok() && !close;
         }
     };
     proxy.metrics.observe_upstream(started.elapsed().as_secs_f64());
     route.counters.record(head.status);
-    buffers.upstream.advance(head.len);
-    match forward_body(io, &mut upstream, buffers, head.framing, policy.read_timeout).await {
+    state.upstream.advance(head.len);
+    match forward_body(io, &mut upstream, state, head.framing, policy.read_timeout).await {
         Ok(in_step) => {
-            if head.reusable && in_step && buffers.upstream.is_empty() {
+            if head.reusable && in_step && state.upstream.is_empty() {
                 pool.checkin(target, upstream);
             }
             !head.close_client
@@ -212,16 +204,14 @@ where
     Ok(())
 }
 
-/// Reads the response head (skipping 1xx interim responses) within `timeout`; the client's
-/// head is written into `out`.
+/// Reads the response head (skipping 1xx interim responses); the client's head is written
+/// into `out`. The caller bounds the whole wait (proxy-read-timeout).
 async fn read_response_head(
     upstream: &mut TcpStream,
     buf: &mut BytesMut,
     how: &ClientHead<'_>,
     out: &mut Vec<u8>,
-    timeout: Duration,
 ) -> Result<ResponseHead, HeadError> {
-    let deadline = Instant::now() + timeout;
     let mut seen = false;
     loop {
         if !buf.is_empty() {
@@ -238,21 +228,20 @@ async fn read_response_head(
             }
         }
         buf.reserve(8 * 1024);
-        match tokio::time::timeout_at(deadline, upstream.read_buf(buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return Err(HeadError::Closed { seen }),
-            Err(_) => return Err(HeadError::Timeout),
+        match upstream.read_buf(buf).await {
+            Ok(n) if n > 0 => {}
+            _ => return Err(HeadError::Closed { seen }),
         }
     }
 }
 
-/// Writes the client head (in `buffers.client_out`) and the response body as framed; each
+/// Writes the client head (in `state.client_out`) and the response body as framed; each
 /// wait for the upstream is bounded by `idle` (proxy-read-timeout). `Ok(true)` when the body
 /// ended exactly where its framing says (the upstream connection is in step for reuse).
 async fn forward_body<I>(
     io: &mut I,
     upstream: &mut TcpStream,
-    buffers: &mut Buffers,
+    state: &mut ConnState,
     framing: BodyFraming,
     idle: Duration,
 ) -> io::Result<bool>
@@ -265,7 +254,7 @@ where
         _ => 0,
     };
     loop {
-        let available = buffers.upstream.len();
+        let available = state.upstream.len();
         let (take, finished) = match framing {
             BodyFraming::None => (0, true),
             BodyFraming::Fixed(_) => {
@@ -273,30 +262,30 @@ where
                 left -= n;
                 (n as usize, left == 0)
             }
-            BodyFraming::Chunked => match follower.feed(&buffers.upstream) {
+            BodyFraming::Chunked => match follower.feed(&state.upstream) {
                 Followed::More => (available, false),
                 Followed::End(n) => (n, true),
                 Followed::Invalid => return Err(io::Error::new(io::ErrorKind::InvalidData, "invalid chunked body")),
             },
             BodyFraming::UntilClose => (available, false),
         };
-        buffers.client_out.extend_from_slice(&buffers.upstream[..take]);
-        buffers.upstream.advance(take);
-        if !buffers.client_out.is_empty() {
-            io.write_all(&buffers.client_out).await?;
+        state.client_out.extend_from_slice(&state.upstream[..take]);
+        state.upstream.advance(take);
+        if !state.client_out.is_empty() {
+            io.write_all(&state.client_out).await?;
             io.flush().await?;
-            buffers.client_out.clear();
+            state.client_out.clear();
         }
         if finished {
             return Ok(true);
         }
-        buffers.upstream.reserve(16 * 1024);
-        match tokio::time::timeout(idle, upstream.read_buf(&mut buffers.upstream)).await {
-            Ok(Ok(0)) if framing == BodyFraming::UntilClose => return Ok(false),
-            Ok(Ok(0)) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "upstream closed inside the body")),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "upstream body timed out")),
+        state.upstream.reserve(16 * 1024);
+        match state.upstream_deadline.run(idle, upstream.read_buf(&mut state.upstream)).await {
+            Some(Ok(0)) if framing == BodyFraming::UntilClose => return Ok(false),
+            Some(Ok(0)) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "upstream closed inside the body")),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e),
+            None => return Err(io::Error::new(io::ErrorKind::TimedOut, "upstream body timed out")),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! [`request::MAX_HEADERS`] headers, backends with `backend-protocol` other than HTTP, and
 //! HTTP/2 (the h2c preface; TLS connections with ALPN h2 never come here).
 
+mod deadline;
 mod exchange;
 pub mod request;
 pub mod response;
@@ -28,8 +29,8 @@ use bytes::{Buf, BytesMut};
 use http::{Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
+use deadline::LazyDeadline;
 pub use rewind::Rewind;
 
 use crate::body::ProxyBody;
@@ -49,8 +50,7 @@ pub enum Served<I> {
     Fallback(Rewind<I>),
 }
 
-/// The buffers of one client connection, reused by each of its requests.
-struct Buffers {
+struct ConnState {
     /// Bytes from the client not yet consumed.
     client: BytesMut,
     /// The upstream request head (and a body that arrived with it).
@@ -59,6 +59,10 @@ struct Buffers {
     upstream: BytesMut,
     /// What goes to the client next.
     client_out: Vec<u8>,
+    /// Bounds the wait for each request head (client-header-timeout).
+    head_deadline: LazyDeadline,
+    /// Bounds each wait for the upstream (proxy-read/send-timeout).
+    upstream_deadline: LazyDeadline,
 }
 
 /// A request the fast path forwards.
@@ -81,7 +85,7 @@ enum Prepared {
     Invalid,
     /// Answered here (404, or a local answer of the policy checks).
     Local { response: Response<ProxyBody>, route: Option<std::sync::Arc<Route>>, head_len: usize, framing: Framing },
-    /// Forwarded; the upstream head is in the buffers.
+    /// Forwarded; the upstream head is in the state.
     Forward(Exchange),
 }
 
@@ -90,24 +94,26 @@ pub async fn serve<I>(mut io: I, conn: &ConnInfo, proxy: &Proxy, header_timeout:
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut buffers = Buffers {
+    let mut state = ConnState {
         client: BytesMut::with_capacity(8 * 1024),
         upstream_head: Vec::with_capacity(1024),
         upstream: BytesMut::with_capacity(8 * 1024),
         client_out: Vec::with_capacity(1024),
+        head_deadline: LazyDeadline::default(),
+        upstream_deadline: LazyDeadline::default(),
     };
     loop {
-        let prepared = match read_head(&mut io, &mut buffers, conn, proxy, header_timeout).await {
+        let prepared = match read_head(&mut io, &mut state, conn, proxy, header_timeout).await {
             Some(prepared) => prepared,
             None => return Served::Done,
         };
         let keep_open = match prepared {
             Prepared::Partial => false,
-            Prepared::Fallback => return Served::Fallback(Rewind::new(buffers.client.freeze(), io)),
+            Prepared::Fallback => return Served::Fallback(Rewind::new(state.client.freeze(), io)),
             Prepared::Invalid => {
                 proxy.metrics.unrouted.record(400);
                 let answer = local(StatusCode::BAD_REQUEST, "400 Bad Request\n");
-                let _ = write_local(&mut io, &mut buffers.client_out, &answer, true).await;
+                let _ = write_local(&mut io, &mut state.client_out, &answer, true).await;
                 false
             }
             Prepared::Local { response, route, head_len, framing } => {
@@ -115,12 +121,12 @@ where
                     Some(route) => route.counters.record(response.status().as_u16()),
                     None => proxy.metrics.unrouted.record(response.status().as_u16()),
                 }
-                buffers.client.advance(head_len);
+                state.client.advance(head_len);
                 // A body the answer did not read would be taken for the next request.
                 let close = framing.close || framing.body_len > 0;
-                write_local(&mut io, &mut buffers.client_out, &response, close).await.is_ok() && !close
+                write_local(&mut io, &mut state.client_out, &response, close).await.is_ok() && !close
             }
-            Prepared::Forward(exchange) => exchange::run(&mut io, &mut buffers, exchange, proxy).await,
+            Prepared::Forward(exchange) => exchange::run(&mut io, &mut state, exchange, proxy).await,
         };
         if !keep_open {
             let _ = io.shutdown().await;
@@ -134,7 +140,7 @@ where
 /// `header_timeout` (the connection just closes, as hyper's header timeout does).
 async fn read_head<I>(
     io: &mut I,
-    buffers: &mut Buffers,
+    state: &mut ConnState,
     conn: &ConnInfo,
     proxy: &Proxy,
     header_timeout: Duration,
@@ -142,26 +148,27 @@ async fn read_head<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let deadline = Instant::now() + header_timeout;
     loop {
-        if !buffers.client.is_empty() {
-            match prepare(&buffers.client, conn, proxy, &mut buffers.upstream_head) {
-                Prepared::Partial if buffers.client.len() > MAX_HEAD_BYTES => {
+        if !state.client.is_empty() {
+            match prepare(&state.client, conn, proxy, &mut state.upstream_head) {
+                Prepared::Partial if state.client.len() > MAX_HEAD_BYTES => {
                     proxy.metrics.unrouted.record(431);
                     let answer =
                         local(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "431 Request Header Fields Too Large\n");
-                    let _ = write_local(io, &mut buffers.client_out, &answer, true).await;
+                    let _ = write_local(io, &mut state.client_out, &answer, true).await;
                     return Some(Prepared::Partial);
                 }
                 Prepared::Partial => {}
                 prepared => return Some(prepared),
             }
         }
-        if buffers.client.capacity() - buffers.client.len() < 1024 {
-            buffers.client.reserve(8 * 1024);
+        if state.client.capacity() - state.client.len() < 1024 {
+            state.client.reserve(8 * 1024);
         }
-        match tokio::time::timeout_at(deadline, io.read_buf(&mut buffers.client)).await {
-            Ok(Ok(n)) if n > 0 => {}
+        // The limit counts from the start of each read, like hyper's header timeout per
+        // request: a head trickling in a byte at a time is cut off by the size limit.
+        match state.head_deadline.run(header_timeout, io.read_buf(&mut state.client)).await {
+            Some(Ok(n)) if n > 0 => {}
             _ => return None,
         }
     }
@@ -183,12 +190,12 @@ fn prepare(buf: &[u8], conn: &ConnInfo, proxy: &Proxy, upstream_head: &mut Vec<u
     let (Some(method), Some(target), Some(1)) = (parsed.method, parsed.path, parsed.version) else {
         return Prepared::Fallback;
     };
-    let head = Head { method, target, headers: parsed.headers, len: head_len };
+    let head = Head::new(method, target, parsed.headers, head_len);
     let Some(framing) = request::framing(&head) else { return Prepared::Fallback };
     let routes = proxy.routes.load();
     let host_raw = head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map_or(&b""[..], |h| h.value);
     let host = normalize_host(std::str::from_utf8(host_raw).unwrap_or(""));
-    let Some(route) = routes.find(&host, head.path()) else {
+    let Some(route) = routes.find(&host, head.path) else {
         let response = local(StatusCode::NOT_FOUND, "default backend - 404\n");
         return Prepared::Local { response, route: None, head_len, framing };
     };
@@ -198,8 +205,8 @@ fn prepare(buf: &[u8], conn: &ConnInfo, proxy: &Proxy, upstream_head: &mut Vec<u
     match proxy.decide(conn, route, &host, method, target, &head) {
         Decision::Local(response) => Prepared::Local { response, route: Some(route.clone()), head_len, framing },
         Decision::Forward(forward) => {
-            let rewritten = route.upstream_path(head.path());
-            request::write_upstream_head(upstream_head, &head, rewritten.as_deref().unwrap_or(head.path()), conn);
+            let rewritten = route.upstream_path(head.path);
+            request::write_upstream_head(upstream_head, &head, rewritten.as_deref().unwrap_or(head.path), conn);
             Prepared::Forward(Exchange {
                 route: route.clone(),
                 forward,

@@ -17,20 +17,22 @@ pub struct Head<'b> {
     pub method: &'b str,
     /// The request target as sent: path and query (origin form).
     pub target: &'b str,
+    /// The path part of the target.
+    pub path: &'b str,
+    /// The query part of the target, without its `?`.
+    pub query: Option<&'b str>,
     pub headers: &'b [httparse::Header<'b>],
     /// Length of the head in the buffer (the body starts there).
     pub len: usize,
 }
 
 impl<'b> Head<'b> {
-    /// The path part of the target.
-    pub fn path(&self) -> &'b str {
-        self.target.split_once('?').map_or(self.target, |(path, _)| path)
-    }
-
-    /// The query part of the target, without its `?`.
-    pub fn query(&self) -> Option<&'b str> {
-        self.target.split_once('?').map(|(_, query)| query)
+    pub fn new(method: &'b str, target: &'b str, headers: &'b [httparse::Header<'b>], len: usize) -> Head<'b> {
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        Head { method, target, path, query, headers, len }
     }
 }
 
@@ -109,7 +111,7 @@ pub fn write_upstream_head(out: &mut Vec<u8>, head: &Head<'_>, path: &str, conn:
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
-    if let Some(query) = head.query() {
+    if let Some(query) = head.query {
         out.push(b'?');
         out.extend_from_slice(query.as_bytes());
     }
@@ -182,7 +184,7 @@ mod tests {
             other => panic!("test head does not parse: {other:?}"),
         };
         let (method, target) = (req.method.expect("method"), req.path.expect("path"));
-        Head { method, target, headers: req.headers, len }
+        Head::new(method, target, req.headers, len)
     }
 
     /// The fast path's upstream head and hyper's path (`forward_headers`) agree on the header
