@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::chunked::{ChunkedFollower, Followed};
@@ -181,11 +182,20 @@ impl Scanner {
 pub struct Scanned<I> {
     inner: I,
     scanner: Scanner,
+    /// Bytes read from `inner` before (by the fast path), read again first.
+    prefix: Bytes,
 }
 
 impl<I> Scanned<I> {
     pub fn new(inner: I, report: Arc<FramingReport>) -> Scanned<I> {
-        Scanned { inner, scanner: Scanner::new(report) }
+        Scanned { inner, scanner: Scanner::new(report), prefix: Bytes::new() }
+    }
+
+    /// Reads `prefix` before anything more from the connection (bytes the fast path read
+    /// before handing the connection over).
+    pub fn with_prefix(mut self, prefix: Bytes) -> Scanned<I> {
+        self.prefix = prefix;
+        self
     }
 
     /// Stops scanning (for a connection that speaks HTTP/2).
@@ -202,7 +212,14 @@ impl<I: AsyncRead + Unpin> AsyncRead for Scanned<I> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let result = if this.prefix.is_empty() {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            Poll::Ready(Ok(()))
+        };
         if let Poll::Ready(Ok(())) = result {
             if this.scanner.state != State::Off {
                 this.scanner.feed(&buf.filled()[before..]);
@@ -280,6 +297,20 @@ POST /z HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r
         assert_eq!(scan(&[b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"]).1, State::Off);
         assert_eq!(scan(&[b"GARBAGE\r\n\r\n"]).1, State::Off);
         assert_eq!(scan(&[b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]).1, State::Off);
+    }
+
+    /// A prefix (bytes the fast path read) is read first, and scanned like the rest.
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_and_scans_the_prefix_first() {
+        use tokio::io::AsyncReadExt;
+        let report = Arc::new(FramingReport::default());
+        let rest: &[u8] = b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let prefix = Bytes::from_static(b"POST / HTTP/1.1\r\nHost: a\r\n");
+        let mut scanned = Scanned::new(rest, report.clone()).with_prefix(prefix);
+        let mut all = Vec::new();
+        scanned.read_to_end(&mut all).await.expect("read");
+        assert!(all.starts_with(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"));
+        assert!(report.next_request_conflicts(), "the head split across prefix and stream was scanned");
     }
 
     #[test]

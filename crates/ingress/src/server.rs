@@ -154,17 +154,20 @@ async fn serve_accepted(
     match &listener.tls {
         None => match fast::serve(stream, &info, &proxy, header_timeout).await {
             Served::Done => {}
-            Served::Fallback(rewound) => serve_with_hyper(&builder, rewound, proxy, info, false).await,
+            Served::Fallback { io, buffered } => serve_with_hyper(&builder, io, buffered, proxy, info).await,
         },
         Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => {
                 if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    serve_with_hyper(&builder, tls_stream, proxy, info, true).await;
+                    // HTTP/2 has no request smuggling of the HTTP/1.1 kind: no guard.
+                    let mut scanned = Scanned::new(tls_stream, info.framing.clone());
+                    scanned.stop();
+                    serve_connection(&builder, TokioIo::new(scanned), proxy, info).await;
                     return;
                 }
                 match fast::serve(tls_stream, &info, &proxy, header_timeout).await {
                     Served::Done => {}
-                    Served::Fallback(rewound) => serve_with_hyper(&builder, rewound, proxy, info, false).await,
+                    Served::Fallback { io, buffered } => serve_with_hyper(&builder, io, buffered, proxy, info).await,
                 }
             }
             Ok(Err(e)) => {
@@ -179,22 +182,19 @@ async fn serve_accepted(
     }
 }
 
-/// Serves a connection with hyper (HTTP/2, and the HTTP/1.1 requests the fast path leaves
-/// to it), through the request-smuggling guard unless it speaks `h2` (the guard also stops
-/// by itself at an HTTP/2 preface).
+/// Serves the rest of a connection the fast path handed over (HTTP/1.1 requests it leaves to
+/// hyper, or HTTP/2 with prior knowledge) with hyper, `buffered` first, through the
+/// request-smuggling guard (which stops by itself at an HTTP/2 preface).
 async fn serve_with_hyper<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
+    buffered: Bytes,
     proxy: Arc<Proxy>,
     info: Arc<ConnInfo>,
-    h2: bool,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let mut scanned = Scanned::new(io, info.framing.clone());
-    if h2 {
-        scanned.stop();
-    }
+    let scanned = Scanned::new(io, info.framing.clone()).with_prefix(buffered);
     serve_connection(builder, TokioIo::new(scanned), proxy, info).await
 }
 

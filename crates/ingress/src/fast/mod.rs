@@ -11,7 +11,8 @@
 //! the body is copied as framed. No task hop, no per-header allocation.
 //!
 //! What it does not handle goes to hyper, which serves the connection from that request on
-//! (the bytes already read are replayed, see [`Rewind`]): HTTP/1.0, upgrades (WebSocket),
+//! (the bytes already read are replayed first, see
+//! [`crate::framing::Scanned::with_prefix`]): HTTP/1.0, upgrades (WebSocket),
 //! chunked request bodies and `Expect`, absolute-form targets, repeated or conflicting
 //! framing headers (hyper and [`crate::framing`] answer those with 400), more than
 //! [`request::MAX_HEADERS`] headers, backends with `backend-protocol` other than HTTP, and
@@ -21,7 +22,6 @@ mod deadline;
 mod exchange;
 pub mod request;
 pub mod response;
-mod rewind;
 
 use std::time::Duration;
 
@@ -31,7 +31,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use deadline::LazyDeadline;
-pub use rewind::Rewind;
 
 use crate::body::ProxyBody;
 use crate::proxy::{local, ConnInfo, Decision, Forward, Proxy};
@@ -46,8 +45,9 @@ pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 pub enum Served<I> {
     /// Closed (by the client, a timeout, or after an error answer).
     Done,
-    /// For hyper, from the first request the fast path does not take on.
-    Fallback(Rewind<I>),
+    /// For hyper, from the first request the fast path does not take on: the connection and
+    /// the bytes already read from it.
+    Fallback { io: I, buffered: bytes::Bytes },
 }
 
 struct ConnState {
@@ -109,7 +109,7 @@ where
         };
         let keep_open = match prepared {
             Prepared::Partial => false,
-            Prepared::Fallback => return Served::Fallback(Rewind::new(state.client.freeze(), io)),
+            Prepared::Fallback => return Served::Fallback { io, buffered: state.client.freeze() },
             Prepared::Invalid => {
                 proxy.metrics.unrouted.record(400);
                 let answer = local(StatusCode::BAD_REQUEST, "400 Bad Request\n");
