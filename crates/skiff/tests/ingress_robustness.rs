@@ -129,6 +129,30 @@ GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
         Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
     };
     assert!(closed, "slow client was not cut off");
+    // Also one whose head trickles in a byte at a time, faster than the 1 s limit per read
+    // but never ending: the limit holds for the whole head (it would otherwise trickle on
+    // for the 30 s the writer below keeps going).
+    let trickle = TcpStream::connect(ing.http).expect("connect");
+    let mut writer = trickle.try_clone().expect("clone");
+    let trickler = std::thread::spawn(move || {
+        let _ = writer.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+        for _ in 0..100 {
+            if writer.write_all(b"a").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let mut reader = trickle;
+    reader.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let cut_off = match reader.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(cut_off, "a client trickling its head was not cut off");
+    drop(reader);
+    let _ = trickler.join();
     // Same for a TLS client that never sends its hello.
     let mut silent = TcpStream::connect(ing.https).expect("connect");
     silent.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");

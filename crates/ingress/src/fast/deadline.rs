@@ -29,7 +29,11 @@ impl Default for LazyDeadline {
 impl LazyDeadline {
     /// Runs `future` to completion, or gives up with `None` once `limit` has passed.
     pub async fn run<F: Future>(&mut self, limit: Duration, future: F) -> Option<F::Output> {
-        let deadline = Instant::now() + limit;
+        self.run_until(Instant::now() + limit, future).await
+    }
+
+    /// Runs `future` to completion, or gives up with `None` at `deadline`.
+    pub async fn run_until<F: Future>(&mut self, deadline: Instant, future: F) -> Option<F::Output> {
         // The armed timer may fire before `deadline` (it was set for an earlier wait), never
         // after it: otherwise move it now.
         if self.timer.is_elapsed() || self.timer.deadline() > deadline {

@@ -148,6 +148,8 @@ async fn read_head<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    // One deadline for the whole head, however it trickles in (a slow client is cut off).
+    let deadline = tokio::time::Instant::now() + header_timeout;
     loop {
         if !state.client.is_empty() {
             match prepare(&state.client, conn, proxy, &mut state.upstream_head) {
@@ -165,9 +167,7 @@ where
         if state.client.capacity() - state.client.len() < 1024 {
             state.client.reserve(8 * 1024);
         }
-        // The limit counts from the start of each read, like hyper's header timeout per
-        // request: a head trickling in a byte at a time is cut off by the size limit.
-        match state.head_deadline.run(header_timeout, io.read_buf(&mut state.client)).await {
+        match state.head_deadline.run_until(deadline, io.read_buf(&mut state.client)).await {
             Some(Ok(n)) if n > 0 => {}
             _ => return None,
         }
