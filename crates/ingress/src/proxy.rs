@@ -1,6 +1,9 @@
 //! The request path: route lookup, annotation checks, endpoint choice, forwarding.
 //!
-//! Request framing is hyper's, with one addition: a request with both Content-Length and
+//! The policy checks ([`Proxy::decide`]) and the response decoration ([`Forward::decorate`])
+//! serve both paths: the HTTP/1.1 fast path ([`crate::fast`]) and hyper's, below.
+//!
+//! On hyper's path, request framing is hyper's, with one addition: a request with both Content-Length and
 //! Transfer-Encoding (found by [`crate::framing`]) is answered 400, and hyper closes the
 //! connection after it (RFC 9112 §6.1), so bytes smuggled after its body are never read as a
 //! request.

@@ -7,10 +7,13 @@
 //! cross-thread wakeups and no shared pool on the request path. The control plane (watches,
 //! metrics) runs on the process's main runtime.
 //!
-//! Each connection is served as HTTP/1.1 or HTTP/2 (by ALPN on TLS, by the h2 preface on
-//! plain TCP) with upgrades enabled. hyper answers malformed requests with 400 and oversized
-//! request heads with 431 itself; a client that does not finish its request head within
-//! `header_timeout` is disconnected, as is a TLS handshake that takes longer than that.
+//! An HTTP/1.1 connection (plain, or TLS without ALPN h2) starts on the fast path
+//! ([`crate::fast`]), which proxies plain requests itself and hands the connection to hyper at
+//! the first request it leaves to it; TLS connections that chose h2 go to hyper at once. hyper
+//! serves HTTP/1.1 and HTTP/2 (by the h2 preface) with upgrades enabled. Both answer malformed
+//! requests with 400 and oversized request heads with 431; a client that does not finish its
+//! request head within `header_timeout` is disconnected, as is a TLS handshake that takes
+//! longer than that.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
