@@ -9,6 +9,7 @@
 
 pub mod iptables;
 pub mod nftables;
+mod relay;
 pub mod userspace;
 
 use std::collections::HashMap;

@@ -375,10 +375,14 @@ fn redirect_table(
 }
 
 /// A non-blocking TCP listener on `addr` that other lanes may bind too (`SO_REUSEPORT`).
+///
+/// `TCP_NODELAY` is set on the listener because accepted sockets inherit it on Linux: the
+/// relay sends each message at once without a `setsockopt` per client connection.
 fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -400,11 +404,13 @@ async fn relay_tcp(listener: TcpListener, balancer: SharedBalancer) {
                     Ok(Ok(upstream)) => {
                         lock(&balancer).served(peer.ip(), backend);
                         // Relay each write at once, as the client sent it (request/response
-                        // traffic must not wait for Nagle's algorithm).
-                        let _ = client.set_nodelay(true);
+                        // traffic must not wait for Nagle's algorithm); the client's socket
+                        // has it from the listener.
                         let _ = upstream.set_nodelay(true);
                         let (mut client, mut upstream) = (client, upstream);
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        if let Err(e) = super::relay::relay(&mut client, &mut upstream).await {
+                            tracing::debug!(%addr, error = %e, "relayed connection ended with an error");
+                        }
                         return;
                     }
                     _ => tracing::debug!(%addr, "dial failed; trying the next endpoint"),
@@ -515,6 +521,16 @@ mod tests {
         let other = if first == b(1) { b(2) } else { b(1) };
         lb.update(&[other], Some(60));
         assert_eq!(lb.candidates(client), vec![other]);
+    }
+
+    #[tokio::test]
+    async fn relay_listeners_hand_out_sockets_without_nagle() {
+        let listener = reuseport_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap(), "accepted sockets inherit TCP_NODELAY from the listener");
     }
 
     #[test]
