@@ -72,6 +72,10 @@ pub struct ProxyArgs {
     /// wrk's -c for the userspace comparison.
     #[arg(long, default_value_t = 50, value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub wrk_connections: usize,
+    /// Rounds of the userspace comparison: the targets take turns in every round and the
+    /// verdict compares medians, so a noisy spell of the machine hits every target alike.
+    #[arg(long, default_value_t = 3, value_parser = RangedU64ValueParser::<usize>::new().range(1..=20))]
+    pub wrk_rounds: usize,
 }
 
 /// The ClusterIP of Service `i`.

@@ -45,6 +45,8 @@ const SERVICE_PORT: u16 = 80;
 pub struct WrkResult {
     pub target: String,
     pub close: bool,
+    /// Which round of the comparison (from 1).
+    pub round: usize,
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -160,7 +162,7 @@ pub fn parse_wrk(out: &str) -> Option<(f64, f64, f64, String)> {
     Some((rps, p50, p99, errors.join("; ")))
 }
 
-fn run_wrk(ns: &Netns, args: &ProxyArgs, target: &str, url: &str, close: bool) -> Result<WrkResult> {
+fn run_wrk(ns: &Netns, args: &ProxyArgs, target: &str, url: &str, close: bool, round: usize) -> Result<WrkResult> {
     let mut cmd = ns.command("wrk");
     cmd.args(["-t1", &format!("-c{}", args.wrk_connections), &format!("-d{}", args.wrk_duration), "--latency"]);
     if close {
@@ -171,7 +173,7 @@ fn run_wrk(ns: &Netns, args: &ProxyArgs, target: &str, url: &str, close: bool) -
     let Some((rps, p50_ms, p99_ms, errors)) = parse_wrk(&text) else {
         bail!("unreadable wrk output for {target}: {text}{}", String::from_utf8_lossy(&out.stderr));
     };
-    Ok(WrkResult { target: target.to_owned(), close, rps, p50_ms, p99_ms, errors })
+    Ok(WrkResult { target: target.to_owned(), close, round, rps, p50_ms, p99_ms, errors })
 }
 
 /// Runs skiff's userspace relay for one Service inside `ns` until `stop` receives (or is
@@ -207,7 +209,8 @@ fn run_relay(
     })
 }
 
-/// The whole comparison: direct, haproxy and skiff, keep-alive then `Connection: close`.
+/// The whole comparison: direct, haproxy and skiff taking turns for `--wrk-rounds` rounds,
+/// keep-alive then `Connection: close`.
 pub fn measure(args: &ProxyArgs) -> Result<Vec<WrkResult>> {
     for tool in ["wrk", "nginx", "haproxy"] {
         let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
@@ -255,8 +258,10 @@ pub fn measure(args: &ProxyArgs) -> Result<Vec<WrkResult>> {
         ];
         let mut results = Vec::new();
         for close in [false, true] {
-            for (target, url) in &targets {
-                results.push(run_wrk(&ns, args, target, url, close)?);
+            for round in 1..=args.wrk_rounds {
+                for (target, url) in &targets {
+                    results.push(run_wrk(&ns, args, target, url, close, round)?);
+                }
             }
         }
         Ok(results)
@@ -292,12 +297,13 @@ pub fn table(results: &[WrkResult], args: &ProxyArgs) -> String {
         args.wrk_duration,
         skiff_proxy::backend::userspace::relay_threads()
     );
-    let _ = writeln!(s, "| target | connections | req/s | p50 | p99 | errors |");
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(s, "| round | target | connections | req/s | p50 | p99 | errors |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for r in results {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.3} ms | {:.3} ms | {} |",
+            "| {} | {} | {} | {:.0} | {:.3} ms | {:.3} ms | {} |",
+            r.round,
             r.target,
             if r.close { "close" } else { "keep-alive" },
             r.rps,
@@ -308,26 +314,103 @@ pub fn table(results: &[WrkResult], args: &ProxyArgs) -> String {
     }
     let _ = writeln!(s);
     for close in [false, true] {
-        let find = |prefix: &str| results.iter().find(|r| r.close == close && r.target.starts_with(prefix));
-        if let (Some(skiff), Some(haproxy)) = (find("skiff"), find("haproxy")) {
-            let met = skiff.rps >= haproxy.rps && skiff.p99_ms <= haproxy.p99_ms;
+        if let Some(v) = verdict(results, close) {
             let _ = writeln!(
                 s,
-                "- {}: skiff / haproxy req/s {:.2}×, p99 {:.3} vs {:.3} ms — target req/s ≥ and p99 ≤ haproxy: {}",
+                "- {} (medians of {} rounds): skiff / haproxy req/s {:.2}×, p99 {:.3} vs {:.3} ms; skiff ahead on \
+                 req/s in {} and on p99 in {} of {} rounds — target req/s ≥ and p99 ≤ haproxy: {}",
                 if close { "Connection: close" } else { "keep-alive" },
-                skiff.rps / haproxy.rps.max(1e-9),
-                skiff.p99_ms,
-                haproxy.p99_ms,
-                if met { "met" } else { "MISSED" }
+                v.rounds,
+                v.rps_ratio,
+                v.skiff_p99_ms,
+                v.haproxy_p99_ms,
+                v.rps_wins,
+                v.p99_wins,
+                v.rounds,
+                if v.met { "met" } else { "MISSED" }
             );
         }
     }
     s
 }
 
+/// skiff against haproxy over the rounds of one connection mode.
+#[derive(Debug, PartialEq)]
+struct Verdict {
+    rounds: usize,
+    /// Median req/s of skiff over median req/s of haproxy.
+    rps_ratio: f64,
+    skiff_p99_ms: f64,
+    haproxy_p99_ms: f64,
+    /// Rounds in which skiff had at least haproxy's req/s of that round.
+    rps_wins: usize,
+    /// Rounds in which skiff's p99 was at most haproxy's of that round.
+    p99_wins: usize,
+    met: bool,
+}
+
+fn verdict(results: &[WrkResult], close: bool) -> Option<Verdict> {
+    let runs = |prefix: &str| -> Vec<&WrkResult> {
+        results.iter().filter(|r| r.close == close && r.target.starts_with(prefix)).collect()
+    };
+    let (skiff, haproxy) = (runs("skiff"), runs("haproxy"));
+    if skiff.is_empty() || haproxy.is_empty() {
+        return None;
+    }
+    let median = |runs: &[&WrkResult], value: fn(&WrkResult) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(|r| value(r)).collect();
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        }
+    };
+    let (skiff_rps, haproxy_rps) = (median(&skiff, |r| r.rps), median(&haproxy, |r| r.rps));
+    let (skiff_p99_ms, haproxy_p99_ms) = (median(&skiff, |r| r.p99_ms), median(&haproxy, |r| r.p99_ms));
+    let same_round = |s: &&WrkResult| haproxy.iter().find(|h| h.round == s.round).copied();
+    let rps_wins = skiff.iter().filter(|s| same_round(s).is_some_and(|h| s.rps >= h.rps)).count();
+    let p99_wins = skiff.iter().filter(|s| same_round(s).is_some_and(|h| s.p99_ms <= h.p99_ms)).count();
+    Some(Verdict {
+        rounds: skiff.len(),
+        rps_ratio: skiff_rps / haproxy_rps.max(1e-9),
+        skiff_p99_ms,
+        haproxy_p99_ms,
+        rps_wins,
+        p99_wins,
+        met: skiff_rps >= haproxy_rps && skiff_p99_ms <= haproxy_p99_ms,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(target: &str, round: usize, rps: f64, p99_ms: f64) -> WrkResult {
+        WrkResult { target: target.into(), close: false, round, rps, p50_ms: 0.5, p99_ms, errors: String::new() }
+    }
+
+    #[test]
+    fn verdict_compares_medians_and_counts_rounds() {
+        let results = [
+            run("haproxy", 1, 80_000.0, 1.0),
+            run("skiff", 1, 84_000.0, 0.9),
+            // A noisy round for haproxy only: the medians are not moved by it.
+            run("haproxy", 2, 40_000.0, 9.0),
+            run("skiff", 2, 83_000.0, 1.1),
+            run("haproxy", 3, 85_000.0, 0.95),
+            run("skiff", 3, 82_000.0, 1.0),
+        ];
+        let v = verdict(&results, false).unwrap();
+        assert_eq!((v.rounds, v.rps_wins, v.p99_wins), (3, 2, 2));
+        assert!((v.rps_ratio - 83_000.0 / 80_000.0).abs() < 1e-9);
+        assert_eq!((v.skiff_p99_ms, v.haproxy_p99_ms), (1.0, 1.0));
+        assert!(v.met);
+        assert!(verdict(&results, true).is_none(), "no close-mode runs");
+        let worse = [run("haproxy", 1, 80_000.0, 1.0), run("skiff", 1, 81_000.0, 1.2)];
+        assert!(!verdict(&worse, false).unwrap().met);
+    }
 
     #[test]
     fn reads_wrk_latency_output() {
