@@ -273,7 +273,7 @@ impl Proxy {
         // Only bodiless idempotent requests move to another endpoint after a failed connect.
         // Plain-HTTP requests come back unsent from a failed connect; for the other protocols
         // the head is copied up front (only when there is another endpoint to try).
-        let retryable = body.is_end_stream() && is_idempotent(&parts.method) && backend.endpoints.len() > 1;
+        let retryable = body.is_end_stream() && is_idempotent(parts.method.as_str()) && backend.endpoints.len() > 1;
         let keep_copy = retryable && route.protocol != BackendProtocol::Http;
         let body = if body.is_end_stream() {
             ProxyBody::Empty
@@ -428,8 +428,10 @@ fn declared_length(headers: &impl HeaderView) -> Option<u64> {
     std::str::from_utf8(headers.first(header::CONTENT_LENGTH.as_str())?).ok()?.trim().parse().ok()
 }
 
-fn is_idempotent(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+/// Methods a request may be sent again with (RFC 9110 §9.2.2), for retries after a failed
+/// connect or a dead pooled connection.
+pub(crate) fn is_idempotent(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {

@@ -77,12 +77,12 @@ struct Exchange {
 
 /// What to do with the request at the start of the client buffer.
 enum Prepared {
-    /// The head is not complete yet.
-    Partial,
     /// Not for the fast path: hand the connection to hyper.
     Fallback,
     /// Not HTTP: 400 and close.
     Invalid,
+    /// The head is over [`MAX_HEAD_BYTES`] and not complete: 431 and close.
+    TooLarge,
     /// Answered here (404, or a local answer of the policy checks).
     Local { response: Response<ProxyBody>, route: Option<std::sync::Arc<Route>>, head_len: usize, framing: Framing },
     /// Forwarded; the upstream head is in the state.
@@ -108,11 +108,15 @@ where
             None => return Served::Done,
         };
         let keep_open = match prepared {
-            Prepared::Partial => false,
             Prepared::Fallback => return Served::Fallback { io, buffered: state.client.freeze() },
-            Prepared::Invalid => {
-                proxy.metrics.unrouted.record(400);
-                let answer = local(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+            Prepared::Invalid | Prepared::TooLarge => {
+                let answer = match prepared {
+                    Prepared::TooLarge => {
+                        local(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "431 Request Header Fields Too Large\n")
+                    }
+                    _ => local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
+                };
+                proxy.metrics.unrouted.record(answer.status().as_u16());
                 let _ = write_local(&mut io, &mut state.client_out, &answer, true).await;
                 false
             }
@@ -153,15 +157,9 @@ where
     loop {
         if !state.client.is_empty() {
             match prepare(&state.client, conn, proxy, &mut state.upstream_head) {
-                Prepared::Partial if state.client.len() > MAX_HEAD_BYTES => {
-                    proxy.metrics.unrouted.record(431);
-                    let answer =
-                        local(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "431 Request Header Fields Too Large\n");
-                    let _ = write_local(io, &mut state.client_out, &answer, true).await;
-                    return Some(Prepared::Partial);
-                }
-                Prepared::Partial => {}
-                prepared => return Some(prepared),
+                None if state.client.len() > MAX_HEAD_BYTES => return Some(Prepared::TooLarge),
+                None => {}
+                Some(prepared) => return Some(prepared),
             }
         }
         if state.client.capacity() - state.client.len() < 1024 {
@@ -174,35 +172,35 @@ where
     }
 }
 
-/// Parses, routes and checks the request at the start of `buf`; for a forwarded one, writes
-/// the upstream head into `upstream_head`.
-fn prepare(buf: &[u8], conn: &ConnInfo, proxy: &Proxy, upstream_head: &mut Vec<u8>) -> Prepared {
+/// Parses, routes and checks the request at the start of `buf` (`None` while its head is
+/// incomplete); for a forwarded one, writes the upstream head into `upstream_head`.
+fn prepare(buf: &[u8], conn: &ConnInfo, proxy: &Proxy, upstream_head: &mut Vec<u8>) -> Option<Prepared> {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut storage);
     let head_len = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Prepared::Partial,
-        Err(httparse::Error::TooManyHeaders) => return Prepared::Fallback,
+        Ok(httparse::Status::Partial) => return None,
+        Err(httparse::Error::TooManyHeaders) => return Some(Prepared::Fallback),
         // The HTTP/2 connection preface (h2c with prior knowledge) is hyper's.
-        Err(_) if buf.starts_with(b"PRI * HTTP/2") => return Prepared::Fallback,
-        Err(_) => return Prepared::Invalid,
+        Err(_) if buf.starts_with(b"PRI * HTTP/2") => return Some(Prepared::Fallback),
+        Err(_) => return Some(Prepared::Invalid),
     };
     let (Some(method), Some(target), Some(1)) = (parsed.method, parsed.path, parsed.version) else {
-        return Prepared::Fallback;
+        return Some(Prepared::Fallback);
     };
     let head = Head::new(method, target, parsed.headers, head_len);
-    let Some(framing) = request::framing(&head) else { return Prepared::Fallback };
+    let Some(framing) = request::framing(&head) else { return Some(Prepared::Fallback) };
     let routes = proxy.routes.load();
     let host_raw = head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map_or(&b""[..], |h| h.value);
     let host = normalize_host(std::str::from_utf8(host_raw).unwrap_or(""));
     let Some(route) = routes.find(&host, head.path) else {
         let response = local(StatusCode::NOT_FOUND, "default backend - 404\n");
-        return Prepared::Local { response, route: None, head_len, framing };
+        return Some(Prepared::Local { response, route: None, head_len, framing });
     };
     if route.protocol != crate::annotations::BackendProtocol::Http {
-        return Prepared::Fallback;
+        return Some(Prepared::Fallback);
     }
-    match proxy.decide(conn, route, &host, method, target, &head) {
+    Some(match proxy.decide(conn, route, &host, method, target, &head) {
         Decision::Local(response) => Prepared::Local { response, route: Some(route.clone()), head_len, framing },
         Decision::Forward(forward) => {
             let rewritten = route.upstream_path(head.path);
@@ -212,11 +210,11 @@ fn prepare(buf: &[u8], conn: &ConnInfo, proxy: &Proxy, upstream_head: &mut Vec<u
                 forward,
                 head_len,
                 framing,
-                method_idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"),
+                method_idempotent: crate::proxy::is_idempotent(method),
                 head_request: method == "HEAD",
             })
         }
-    }
+    })
 }
 
 /// Writes a locally made response (404, 403, redirects, errors; small bodies).
